@@ -1,0 +1,54 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+# Both bootstrap uv (if missing) and the locked environment first.
+
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+export FRAUD_MLOPS_HOME ?= $(CURDIR)/.fraud-mlops
+
+.PHONY: all demo test lint typecheck unit e2e bench plan compile clean env
+
+all: test
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --quiet
+	@touch $@
+
+env: $(VENV)/.synced
+
+demo: env
+	$(BIN)/fraud-mlops demo $(if $(ROWS),--rows $(ROWS)) $(if $(DATA),--data $(DATA))
+
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: env
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+unit: env
+	$(BIN)/pytest -m "not e2e"
+
+e2e: env
+	$(BIN)/pytest -m e2e
+
+bench: env
+	$(BIN)/python -m benchmarks.run --out benchmarks/results.json
+
+plan: env
+	$(BIN)/fraud-mlops plan --stack $(or $(STACK),dev) --json plan.json
+
+compile: env
+	$(BIN)/fraud-mlops compile-pipeline build/fraud_training_pipeline.yaml
+
+clean:
+	rm -rf .fraud-mlops build .pytest_cache .mypy_cache .ruff_cache

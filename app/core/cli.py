@@ -1,0 +1,170 @@
+"""``fraud-mlops``: the command line for the local platform (and the plan of the GCP one)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from app.core.config import dumps_pretty, load_config
+from app.core.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    FraudMlopsError,
+    InvalidInputError,
+    NotFoundError,
+)
+
+# Exit codes: 2 bad input, 3 not found, 4 backend unavailable, 1 anything else.
+_EXIT = ((InvalidInputError, 2), (ConfigError, 2), (NotFoundError, 3), (BackendUnavailableError, 4))
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from app.core.ingest_cli import ingest_or_raise
+
+    ingest_or_raise(load_config(), Path(args.path), name=args.name, force=args.force)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from app.core.config import config_env
+    from app.core.server import command
+
+    cfg = load_config()
+    env = {**os.environ, **config_env(cfg)}
+    print(f"serving the prediction function on http://{args.host}:{args.port}", flush=True)
+    cmd = command(args.port, args.host)
+    os.execve(cmd[0], cmd, env)
+    return 0  # pragma: no cover - execve does not return
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    if args.url:
+        import requests
+
+        resp = requests.post(args.url, json={"card_number": args.card_number}, timeout=30)
+        print(json.dumps(resp.json(), indent=2))
+        return 0 if resp.ok else 1
+    from app.core.scoring import Scorer
+
+    score = Scorer(load_config()).score(args.card_number)
+    print(json.dumps(score.as_response(), indent=2))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from app.core import status
+
+    data = status.collect(load_config())
+    print(json.dumps(data, indent=2, default=str) if args.json else status.render(data))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from app.core.demo import run_demo
+
+    return run_demo(
+        rows=args.rows, data=Path(args.data) if args.data else None, fraud_rate=args.fraud_rate
+    )
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from app.core.data.generate import generate, write_csv
+
+    data = generate(args.rows, fraud_rate=args.fraud_rate, seed=args.seed)
+    write_csv(data.frame, Path(args.out), with_cards=not args.kaggle_format)
+    print(f"wrote {len(data.frame):,} rows ({int(data.frame['Class'].sum())} fraud) to {args.out}")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from stacks.plan import main as plan_main
+
+    argv = ["--stack", args.stack]
+    if args.json:
+        argv += ["--json", args.json]
+    return plan_main(argv)
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from app.pipeline.compile import compile_pipeline
+
+    print(compile_pipeline(Path(args.out)))
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    print(dumps_pretty(load_config()))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fraud-mlops", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the whole local flow end to end")
+    demo.add_argument("--rows", type=int, default=50_000, help="rows to generate (default 50000)")
+    demo.add_argument("--data", help="use this CSV (Kaggle format, with or without card_number)")
+    demo.add_argument("--fraud-rate", type=float, default=0.0017)
+    demo.set_defaults(func=_cmd_demo)
+
+    ingest = sub.add_parser("ingest", help="land a CSV and wait for the DAG run it triggers")
+    ingest.add_argument("path")
+    ingest.add_argument("--name", help="object name in the landing zone (default: file name)")
+    ingest.add_argument("--force", action="store_true", help="retrain even if already processed")
+    ingest.set_defaults(func=_cmd_ingest)
+
+    serve = sub.add_parser("serve", help="serve the prediction function")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.set_defaults(func=_cmd_serve)
+
+    predict = sub.add_parser("predict", help="score a card number")
+    predict.add_argument("card_number")
+    predict.add_argument("--url", help="call a running function instead of scoring in-process")
+    predict.set_defaults(func=_cmd_predict)
+
+    status = sub.add_parser("status", help="what is deployed, from which snapshot, with which metrics")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_cmd_status)
+
+    gen = sub.add_parser("generate", help="write a synthetic Kaggle-shaped CSV")
+    gen.add_argument("--rows", type=int, default=50_000)
+    gen.add_argument("--fraud-rate", type=float, default=0.0017)
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--kaggle-format", action="store_true", help="omit the card_number column")
+    gen.add_argument("--out", required=True)
+    gen.set_defaults(func=_cmd_generate)
+
+    plan = sub.add_parser("plan", help="the Pulumi program's resources and IAM, offline")
+    plan.add_argument("--stack", default="dev")
+    plan.add_argument("--json", help="also write the plan as JSON here")
+    plan.set_defaults(func=_cmd_plan)
+
+    comp = sub.add_parser("compile-pipeline", help="compile the KFP pipeline to YAML")
+    comp.add_argument("out")
+    comp.set_defaults(func=_cmd_compile)
+
+    cfg = sub.add_parser("config", help="print the runtime config in force")
+    cfg.set_defaults(func=_cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FraudMlopsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for kind, code in _EXIT:
+            if isinstance(exc, kind):
+                return code
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""The one typed runtime config that the DAG, the pipeline and the function read.
+
+Locally it is derived from ``FRAUD_MLOPS_HOME``; on GCP the Pulumi stack builds
+it from its resources' outputs and delivers it as JSON (``FRAUD_MLOPS_CONFIG``).
+Each backend is picked by a discriminated ``kind``; :mod:`app.core.backends` is
+the only place that turns a kind into an implementation.
+
+Nothing here reads the environment at import time: call :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from app.core.errors import ConfigError
+
+CONFIG_ENV = "FRAUD_MLOPS_CONFIG"
+HOME_ENV = "FRAUD_MLOPS_HOME"
+DEFAULT_HOME = ".fraud-mlops"
+
+_GCP_ID = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- warehouse -------------------------------------------------------------
+
+
+class DuckDBWarehouseConfig(_Strict):
+    kind: Literal["duckdb"] = "duckdb"
+    path: Path
+
+
+class BigQueryWarehouseConfig(_Strict):
+    kind: Literal["bigquery"] = "bigquery"
+    project: str
+    location: str = "US"
+    raw_dataset: str = Field(pattern=_GCP_ID)
+    training_dataset: str = Field(pattern=_GCP_ID)
+    snapshot_dataset: str = Field(pattern=_GCP_ID)
+    # Table snapshots expire; lineage records outlive them.
+    snapshot_expiration_days: int = Field(default=90, ge=1)
+
+
+WarehouseConfig = Annotated[
+    DuckDBWarehouseConfig | BigQueryWarehouseConfig, Field(discriminator="kind")
+]
+
+
+# --- online store ----------------------------------------------------------
+
+
+class SQLiteOnlineStoreConfig(_Strict):
+    kind: Literal["sqlite"] = "sqlite"
+    path: Path
+
+
+class VertexOnlineStoreConfig(_Strict):
+    """Vertex AI Feature Online Store on Bigtable (Optimized serving is deprecated)."""
+
+    kind: Literal["vertex_bigtable"] = "vertex_bigtable"
+    project: str
+    location: str
+    online_store_id: str
+    feature_view_id: str
+
+
+OnlineStoreConfig = Annotated[
+    SQLiteOnlineStoreConfig | VertexOnlineStoreConfig, Field(discriminator="kind")
+]
+
+
+# --- pipeline runner -------------------------------------------------------
+
+
+class KfpLocalPipelineConfig(_Strict):
+    kind: Literal["kfp_local"] = "kfp_local"
+    pipeline_root: Path
+
+
+class VertexPipelineConfig(_Strict):
+    kind: Literal["vertex"] = "vertex"
+    project: str
+    location: str
+    pipeline_root: str = Field(pattern=r"^gs://")
+    template_uri: str = Field(pattern=r"^gs://")
+    service_account: str
+    trainer: Literal["custom", "automl"] = "custom"
+    trainer_image: str | None = None
+
+
+PipelineConfig = Annotated[
+    KfpLocalPipelineConfig | VertexPipelineConfig, Field(discriminator="kind")
+]
+
+
+# --- model registry and endpoint --------------------------------------------
+
+
+class LocalModelRegistryConfig(_Strict):
+    kind: Literal["local"] = "local"
+    path: Path  # SQLite file holding versions and the deployment pointer
+    artifacts_dir: Path
+
+
+class VertexModelRegistryConfig(_Strict):
+    kind: Literal["vertex"] = "vertex"
+    project: str
+    location: str
+    model_display_name: str = "fraud-mlops-model"
+
+
+RegistryConfig = Annotated[
+    LocalModelRegistryConfig | VertexModelRegistryConfig, Field(discriminator="kind")
+]
+
+
+class LocalEndpointConfig(_Strict):
+    kind: Literal["local"] = "local"
+
+
+class VertexEndpointConfig(_Strict):
+    kind: Literal["vertex"] = "vertex"
+    project: str
+    location: str
+    endpoint_id: str
+    # Share of traffic a new version gets before it is promoted (canary).
+    canary_traffic_percent: int = Field(default=0, ge=0, le=100)
+
+
+EndpointConfig = Annotated[
+    LocalEndpointConfig | VertexEndpointConfig, Field(discriminator="kind")
+]
+
+
+# --- landing zone ------------------------------------------------------------
+
+
+class LocalLandingConfig(_Strict):
+    kind: Literal["local"] = "local"
+    path: Path
+
+
+class GcsLandingConfig(_Strict):
+    kind: Literal["gcs"] = "gcs"
+    bucket: str
+    subscription: str  # Pub/Sub subscription fed by the bucket's OBJECT_FINALIZE notification
+
+
+LandingConfig = Annotated[LocalLandingConfig | GcsLandingConfig, Field(discriminator="kind")]
+
+
+# --- orchestration ---------------------------------------------------------
+
+
+class LocalAirflowConfig(_Strict):
+    kind: Literal["airflow_local"] = "airflow_local"
+    home: Path  # AIRFLOW_HOME: SQLite metadata DB, logs
+
+
+class ComposerConfig(_Strict):
+    kind: Literal["composer"] = "composer"
+    project: str
+    location: str
+    environment: str
+
+
+OrchestratorConfig = Annotated[
+    LocalAirflowConfig | ComposerConfig, Field(discriminator="kind")
+]
+
+
+# --- secrets -----------------------------------------------------------------
+
+
+class FileSecretConfig(_Strict):
+    """A local secret file, created with mode 0600 on first use."""
+
+    kind: Literal["file"] = "file"
+    path: Path
+
+
+class SecretManagerConfig(_Strict):
+    kind: Literal["secret_manager"] = "secret_manager"
+    secret_version: str = Field(pattern=r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
+
+
+SecretConfig = Annotated[FileSecretConfig | SecretManagerConfig, Field(discriminator="kind")]
+
+
+# --- behaviour -----------------------------------------------------------------
+
+
+class GateConfig(_Strict):
+    """A candidate model is deployed only if it clears every one of these."""
+
+    min_auprc: float = Field(default=0.5, ge=0.0, le=1.0)
+    min_roc_auc: float = Field(default=0.85, ge=0.0, le=1.0)
+    # How much AUPRC a candidate may lose against the deployed model and still win.
+    max_auprc_regression: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class TrainingConfig(_Strict):
+    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+    validation_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+    n_estimators: int = Field(default=300, ge=10, le=5000)
+    learning_rate: float = Field(default=0.05, gt=0.0, le=1.0)
+    num_leaves: int = Field(default=31, ge=2, le=1024)
+    early_stopping_rounds: int = Field(default=30, ge=1)
+    seed: int = 7
+
+
+class CardAssignmentConfig(_Strict):
+    """How card numbers are given to rows of a file that has none (the Kaggle file)."""
+
+    pool_size: int = Field(default=2000, ge=1)
+    bin_prefix: str = Field(default="400000", pattern=r"^[0-9]{6}$")
+
+
+class RuntimeConfig(_Strict):
+    environment: Literal["local", "dev", "prod"] = "local"
+    warehouse: WarehouseConfig
+    online_store: OnlineStoreConfig
+    pipeline: PipelineConfig
+    registry: RegistryConfig
+    endpoint: EndpointConfig
+    landing: LandingConfig
+    orchestrator: OrchestratorConfig
+    card_key: SecretConfig
+    gate: GateConfig = GateConfig()
+    training: TrainingConfig = TrainingConfig()
+    cards: CardAssignmentConfig = CardAssignmentConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RuntimeConfig:
+        local_endpoint = isinstance(self.endpoint, LocalEndpointConfig)
+        local_registry = isinstance(self.registry, LocalModelRegistryConfig)
+        if local_endpoint != local_registry:
+            raise ValueError("endpoint and registry must both be local or both be vertex")
+        return self
+
+    @classmethod
+    def local(cls, home: Path) -> RuntimeConfig:
+        home = home.resolve()
+        return cls(
+            environment="local",
+            warehouse=DuckDBWarehouseConfig(path=home / "warehouse.duckdb"),
+            online_store=SQLiteOnlineStoreConfig(path=home / "online_store.sqlite"),
+            pipeline=KfpLocalPipelineConfig(pipeline_root=home / "pipeline_root"),
+            registry=LocalModelRegistryConfig(
+                path=home / "registry.sqlite", artifacts_dir=home / "models"
+            ),
+            endpoint=LocalEndpointConfig(),
+            landing=LocalLandingConfig(path=home / "landing"),
+            orchestrator=LocalAirflowConfig(home=home / "airflow"),
+            card_key=FileSecretConfig(path=home / "secrets" / "card_hmac.key"),
+        )
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "config") -> RuntimeConfig:
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {_describe(exc)}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def home_dir(env: dict[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get(HOME_ENV) or DEFAULT_HOME).resolve()
+
+
+def load_config(env: dict[str, str] | None = None) -> RuntimeConfig:
+    """The runtime config from ``FRAUD_MLOPS_CONFIG`` (JSON or ``@path``), else local defaults.
+
+    ``FRAUD_MLOPS_CONFIG`` is what Pulumi delivers to Composer and the function.
+    """
+    env = dict(os.environ) if env is None else env
+    raw = env.get(CONFIG_ENV)
+    if raw:
+        if raw.startswith("@"):
+            path = Path(raw[1:])
+            try:
+                text = path.read_text()
+            except OSError as exc:
+                raise ConfigError(f"{CONFIG_ENV}: cannot read {path}: {exc.strerror}") from exc
+            return RuntimeConfig.from_json(text, source=str(path))
+        return RuntimeConfig.from_json(raw, source=CONFIG_ENV)
+    return RuntimeConfig.local(home_dir(env))
+
+
+def config_env(config: RuntimeConfig) -> dict[str, str]:
+    """Environment that hands ``config`` to a child process (Airflow, KFP steps)."""
+    return {CONFIG_ENV: config.to_json()}
+
+
+def dumps_pretty(config: RuntimeConfig) -> str:
+    return json.dumps(json.loads(config.to_json()), indent=2, sort_keys=True)

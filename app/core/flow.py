@@ -1,0 +1,96 @@
+"""What each DAG task does, as plain functions of (config, run conf).
+
+The DAG file only wires these together. Every step is idempotent: re-running a
+DAG run for the same landed object changes nothing, and a file landed twice
+trains once unless the run conf says ``force``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.core import backends
+from app.core.config import RuntimeConfig
+from app.core.errors import InvalidInputError
+from app.core.ingest.load import load_landed
+from app.core.ports import LandedObject, PipelineResult
+
+
+class RunConf(BaseModel):
+    """The DAG run's conf: the landed object, as the object-finalize event names it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    object_name: str = Field(min_length=1)
+    uri: str = Field(min_length=1)
+    content_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    force: bool = False
+
+    @classmethod
+    def parse(cls, conf: dict[str, Any]) -> RunConf:
+        try:
+            return cls.model_validate(conf)
+        except ValidationError as exc:
+            fields = ", ".join(".".join(map(str, e["loc"])) or "conf" for e in exc.errors())
+            raise InvalidInputError(f"invalid DAG run conf ({exc.error_count()} errors)", location=fields) from exc
+
+    @property
+    def landed(self) -> LandedObject:
+        return LandedObject(name=self.object_name, uri=self.uri, content_hash=self.content_hash)
+
+
+def should_process(cfg: RuntimeConfig, conf: RunConf) -> bool:
+    """False when this object was already loaded, snapshotted and trained on."""
+    if conf.force:
+        return True
+    wh = backends.warehouse(cfg)
+    ingest_id = conf.landed.ingest_id
+    if not wh.has_ingest(ingest_id):
+        return True
+    snapshot = next((s for s in wh.list_snapshots() if s.source_ingest_id == ingest_id), None)
+    return snapshot is None or not wh.training_runs(snapshot.snapshot_id)
+
+
+def load_raw(cfg: RuntimeConfig, conf: RunConf) -> dict[str, Any]:
+    result = load_landed(
+        cfg, conf.landed, landing=backends.landing_zone(cfg), warehouse=backends.warehouse(cfg)
+    )
+    return asdict(result)
+
+
+def transform(cfg: RuntimeConfig) -> int:
+    return backends.warehouse(cfg).build_training_table()
+
+
+def snapshot(cfg: RuntimeConfig, conf: RunConf) -> dict[str, Any]:
+    info = backends.warehouse(cfg).snapshot_training(
+        ingest_id=conf.landed.ingest_id, source_object=conf.object_name
+    )
+    return asdict(info)
+
+
+def sync_feature_view(cfg: RuntimeConfig, snapshot_id: str) -> dict[str, Any]:
+    store = backends.online_store(cfg)
+    last = store.last_sync()
+    if last is not None and last.snapshot_id == snapshot_id:
+        return {**asdict(last), "skipped": True}
+    features = backends.warehouse(cfg).latest_card_features(snapshot_id)
+    return {**asdict(store.sync(features, snapshot_id=snapshot_id)), "skipped": False}
+
+
+def train(cfg: RuntimeConfig, snapshot_id: str, *, force: bool = False) -> dict[str, Any]:
+    wh = backends.warehouse(cfg)
+    previous = wh.training_runs(snapshot_id)
+    if previous and not force:
+        return {**asdict(previous[-1]), "skipped": True}
+    run_name = f"train-{snapshot_id}".replace("_", "-")
+    if previous:
+        run_name += f"-r{len(previous) + 1}"
+    result: PipelineResult = backends.pipeline_runner(cfg).run(
+        snapshot_id=snapshot_id, run_name=run_name
+    )
+    wh.record_training_run(result)
+    return {**asdict(result), "skipped": False}

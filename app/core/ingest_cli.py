@@ -1,0 +1,35 @@
+"""``fraud-mlops ingest``: land a file, then let the trigger run the DAG for it and wait."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from app.core import backends
+from app.core.config import RuntimeConfig
+from app.core.trigger import DagRunReport, LocalAirflowTrigger
+
+
+def ingest(
+    cfg: RuntimeConfig, path: Path, *, name: str | None = None, force: bool = False, quiet: bool = False
+) -> DagRunReport:
+    landing = backends.landing_zone(cfg)
+    landed = landing.land(path, name=name)
+    say = (lambda _msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say(f"landed {landed.name} (sha256 {landed.content_hash[:12]}); running DAG fraud_training")
+    trigger = LocalAirflowTrigger(cfg)
+    reports = trigger.dispatch_pending(force=force, on_task=lambda t: say(f"  task done: {t}"))
+    mine = [r for r in reports if r.object_name == landed.name]
+    report = mine[-1]
+    say(f"DAG run {report.run_id}: {report.state} ({report.log_path})")
+    for task, state in sorted(report.tasks.items()):
+        say(f"  {task}: {state}")
+    return report
+
+
+def ingest_or_raise(
+    cfg: RuntimeConfig, path: Path, *, name: str | None = None, force: bool = False
+) -> DagRunReport:
+    report = ingest(cfg, path, name=name, force=force)
+    report.raise_for_error()
+    return report

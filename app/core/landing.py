@@ -1,0 +1,98 @@
+"""The local landing zone: a folder standing in for the GCS landing bucket.
+
+``land`` copies a file in atomically and writes an object-finalize event into
+``.events/pending`` (the stand-in for the bucket's Pub/Sub notification). The
+trigger (:mod:`app.core.trigger`) consumes those events and starts DAG runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.core.errors import InvalidInputError, NotFoundError
+from app.core.ports import LandedObject
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class LocalLandingZone:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.events = self.root / ".events"
+
+    def land(self, source: Path, *, name: str | None = None) -> LandedObject:
+        source = Path(source)
+        if not source.is_file():
+            raise InvalidInputError("no such file", location=str(source))
+        name = name or source.name
+        if not _SAFE_NAME.match(name):
+            raise InvalidInputError(
+                "object name may hold only letters, digits, '.', '_' and '-'", location=name
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.root / name
+        tmp = self.root / f".{name}.{os.getpid()}.part"
+        shutil.copyfile(source, tmp)
+        content_hash = file_sha256(tmp)
+        os.replace(tmp, target)  # readers see the old object or the new one, never half
+        landed = LandedObject(name=name, uri=target.resolve().as_uri(), content_hash=content_hash)
+        self._announce(landed)
+        return landed
+
+    def local_path(self, name: str) -> Path:
+        path = self.root / name
+        if not _SAFE_NAME.match(name) or not path.is_file():
+            raise NotFoundError(f"landed object {name!r} does not exist")
+        return path
+
+    # -- the notification queue ------------------------------------------------
+
+    def _announce(self, landed: LandedObject) -> None:
+        pending = self.events / "pending"
+        pending.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        event = {
+            "name": landed.name,
+            "uri": landed.uri,
+            "content_hash": landed.content_hash,
+            "event_type": "OBJECT_FINALIZE",
+            "time": stamp,
+        }
+        tmp = pending / f".{stamp}.tmp"
+        tmp.write_text(json.dumps(event))
+        os.replace(tmp, pending / f"{stamp}-{landed.content_hash[:8]}.json")
+
+    def claim_next(self) -> tuple[Path, LandedObject] | None:
+        """Take the oldest pending event; rename makes the claim exclusive."""
+        pending = self.events / "pending"
+        claimed = self.events / "claimed"
+        claimed.mkdir(parents=True, exist_ok=True)
+        for event_file in sorted(pending.glob("*.json")) if pending.exists() else []:
+            target = claimed / event_file.name
+            try:
+                os.replace(event_file, target)
+            except FileNotFoundError:
+                continue  # another consumer took it
+            data = json.loads(target.read_text())
+            return target, LandedObject(data["name"], data["uri"], data["content_hash"])
+        return None
+
+    def finish(self, event_file: Path, *, ok: bool) -> None:
+        done = self.events / ("done" if ok else "failed")
+        done.mkdir(parents=True, exist_ok=True)
+        os.replace(event_file, done / event_file.name)

@@ -1,0 +1,1 @@
+"""Model versions and the deployment pointer: the local registry and endpoint."""

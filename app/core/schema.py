@@ -1,0 +1,94 @@
+"""Column definitions shared by the loader, the SQL, the Pulumi tables and the model.
+
+One definition: the app validates files against it and the Pulumi warehouse
+component builds BigQuery table schemas from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+BqType = Literal["FLOAT64", "INT64", "STRING", "TIMESTAMP", "BOOL"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    bq_type: BqType
+    description: str
+    mode: Literal["REQUIRED", "NULLABLE"] = "REQUIRED"
+
+    def bigquery_field(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "type": self.bq_type,
+            "mode": self.mode,
+            "description": self.description,
+        }
+
+
+PCA_COLUMNS: tuple[str, ...] = tuple(f"V{i}" for i in range(1, 29))
+
+# The Kaggle / ULB file, in its order.
+KAGGLE_COLUMNS: tuple[str, ...] = ("Time", *PCA_COLUMNS, "Amount", "Class")
+CARD_COLUMN = "card_number"
+
+RAW_SCHEMA: tuple[Column, ...] = (
+    Column("ingest_id", "STRING", "Source object name plus content hash of the landed file"),
+    Column("source_object", "STRING", "Name of the landed object"),
+    Column("source_line", "INT64", "1-based line number in the landed file"),
+    Column("card_id", "STRING", "HMAC-SHA256 of the card number (never the number itself)"),
+    Column("card_masked", "STRING", "First 6 and last 4 digits of the card number"),
+    Column("event_time", "FLOAT64", "Seconds since the first transaction of the data set (Time)"),
+    *(Column(c, "FLOAT64", f"PCA component {c} of the original features") for c in PCA_COLUMNS),
+    Column("amount", "FLOAT64", "Transaction amount"),
+    Column("label", "INT64", "1 for fraud, 0 for legitimate (Class)"),
+    Column("loaded_at", "TIMESTAMP", "When the row was loaded"),
+)
+
+# Point-in-time per-card features, defined once in sql/training.sql.
+CARD_FEATURES: tuple[Column, ...] = (
+    Column("card_txn_count_1h", "INT64", "Card's transactions in the trailing hour, this one included"),
+    Column("card_txn_count_24h", "INT64", "Card's transactions in the trailing 24 hours"),
+    Column("card_amount_sum_24h", "FLOAT64", "Card's summed amount over the trailing 24 hours"),
+    Column("card_amount_avg_24h", "FLOAT64", "Card's mean amount over the trailing 24 hours"),
+    Column("card_amount_max_24h", "FLOAT64", "Card's largest amount over the trailing 24 hours"),
+    Column(
+        "card_amount_zscore_24h",
+        "FLOAT64",
+        "How far this amount is from the card's trailing-24h mean, in standard deviations",
+    ),
+    Column(
+        "secs_since_prev_txn",
+        "FLOAT64",
+        "Seconds since the card's previous transaction; NULL for its first",
+        mode="NULLABLE",
+    ),
+)
+
+MODEL_FEATURES: tuple[str, ...] = (*PCA_COLUMNS, "amount", *(c.name for c in CARD_FEATURES))
+
+TRAINING_SCHEMA: tuple[Column, ...] = (
+    Column("txn_id", "STRING", "Stable transaction id: ingest id and source line"),
+    Column("card_id", "STRING", "HMAC-SHA256 of the card number"),
+    Column("card_masked", "STRING", "First 6 and last 4 digits of the card number"),
+    Column("event_time", "FLOAT64", "Seconds since the first transaction of the data set"),
+    *(Column(c, "FLOAT64", f"PCA component {c}") for c in PCA_COLUMNS),
+    Column("amount", "FLOAT64", "Transaction amount"),
+    *CARD_FEATURES,
+    Column("label", "INT64", "1 for fraud, 0 for legitimate"),
+)
+
+# The feature view: one row per card, its latest transaction's features.
+FEATURE_VIEW_SCHEMA: tuple[Column, ...] = (
+    Column("card_id", "STRING", "Entity id: HMAC-SHA256 of the card number"),
+    Column("card_masked", "STRING", "First 6 and last 4 digits"),
+    Column("event_time", "FLOAT64", "Time of the card's latest transaction"),
+    *(
+        c
+        for c in TRAINING_SCHEMA
+        if c.name in MODEL_FEATURES
+    ),
+    Column("feature_timestamp", "TIMESTAMP", "When these features were computed"),
+)

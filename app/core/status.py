@@ -1,0 +1,74 @@
+"""What is deployed, trained on which snapshot, with which metrics: one read of every store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from app.core import backends
+from app.core.config import RuntimeConfig
+
+
+def collect(cfg: RuntimeConfig) -> dict[str, Any]:
+    wh = backends.warehouse(cfg)
+    snapshots = wh.list_snapshots()
+    runs = wh.training_runs()
+    deployed = backends.endpoint(cfg).deployed()
+    sync = backends.online_store(cfg).last_sync()
+    versions = backends.registry(cfg).list_versions()
+    return {
+        "environment": cfg.environment,
+        "tables": wh.table_counts(),
+        "latest_snapshot": asdict(snapshots[-1]) if snapshots else None,
+        "snapshots": len(snapshots),
+        "feature_view": asdict(sync) if sync else None,
+        "registered_versions": [v.version for v in versions],
+        "deployed": (
+            {
+                "version": deployed.version,
+                "snapshot_id": deployed.snapshot_id,
+                "threshold": deployed.threshold,
+                "metrics": dict(deployed.metrics),
+                "created_at": deployed.created_at,
+            }
+            if deployed
+            else None
+        ),
+        "last_training_run": asdict(runs[-1]) if runs else None,
+    }
+
+
+def render(status: dict[str, Any]) -> str:
+    lines = [f"environment: {status['environment']}"]
+    tables = ", ".join(f"{k}={v:,}" for k, v in status["tables"].items())
+    lines.append(f"tables: {tables}")
+    snap = status["latest_snapshot"]
+    lines.append(
+        f"latest snapshot: {snap['snapshot_id']} ({snap['row_count']:,} rows, "
+        f"{snap['fraud_count']} fraud) from {snap['source_object']}"
+        if snap
+        else "latest snapshot: none"
+    )
+    fv = status["feature_view"]
+    lines.append(
+        f"feature view: {fv['cards']:,} cards from {fv['snapshot_id']} at {fv['synced_at']}"
+        if fv
+        else "feature view: not synced"
+    )
+    dep = status["deployed"]
+    if dep:
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(dep["metrics"].items()))
+        lines.append(
+            f"deployed: {dep['version']} (snapshot {dep['snapshot_id']}, "
+            f"threshold {dep['threshold']:.4f}) {metrics}"
+        )
+    else:
+        lines.append("deployed: nothing")
+    run = status["last_training_run"]
+    if run:
+        lines.append(
+            f"last training run: {run['run_name']} -> "
+            f"{'deployed ' + str(run['model_version']) if run['deployed'] else 'not deployed'}: "
+            f"{run['gate_reason']}"
+        )
+    return "\n".join(lines)

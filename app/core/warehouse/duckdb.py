@@ -1,0 +1,324 @@
+"""The warehouse on an embedded DuckDB file: the local stand-in for BigQuery.
+
+Schemas mirror the BigQuery datasets (``raw``, ``training``, ``snapshots``,
+``lineage``). Every write is one transaction, so a failed load or transform
+leaves nothing behind. Connections are short-lived: DuckDB lets one process
+write a file at a time, and the pipeline's steps run in other processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from app.core import sql
+from app.core.errors import BackendUnavailableError, InvalidInputError, NotFoundError
+from app.core.ports import IngestResult, PipelineResult, SnapshotInfo
+from app.core.schema import RAW_SCHEMA, Column
+
+_DUCK_TYPES = {
+    "FLOAT64": "DOUBLE",
+    "INT64": "BIGINT",
+    "STRING": "VARCHAR",
+    "TIMESTAMP": "TIMESTAMP",
+    "BOOL": "BOOLEAN",
+}
+_LOCK_WAIT_SECONDS = 60.0
+
+
+def _ddl(columns: tuple[Column, ...]) -> str:
+    return ",\n  ".join(
+        f"{c.name} {_DUCK_TYPES[c.bq_type]}{' NOT NULL' if c.mode == 'REQUIRED' else ''}"
+        for c in columns
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """Order-independent content hash of a training-shaped frame."""
+    ordered = frame.sort_values("txn_id", kind="stable").reset_index(drop=True)
+    hashed = pd.util.hash_pandas_object(ordered, index=False).to_numpy()
+    digest = hashlib.sha256(hashed.tobytes())
+    digest.update(",".join(ordered.columns).encode())
+    return digest.hexdigest()
+
+
+class DuckDBWarehouse:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    # -- connections ----------------------------------------------------------
+
+    @contextmanager
+    def _connect(self, *, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        while True:
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as exc:
+                # Another process holds the file; writes are short, so wait for it.
+                if time.monotonic() > deadline:
+                    raise BackendUnavailableError(
+                        f"warehouse {self.path.name} is locked by another process"
+                    ) from exc
+                time.sleep(0.2)
+        try:
+            con.execute("SET threads TO 2")
+            self._ensure_schema(con)
+            yield con
+        finally:
+            con.close()
+
+    def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(
+            f"""
+            CREATE SCHEMA IF NOT EXISTS raw;
+            CREATE SCHEMA IF NOT EXISTS training;
+            CREATE SCHEMA IF NOT EXISTS snapshots;
+            CREATE SCHEMA IF NOT EXISTS lineage;
+            CREATE TABLE IF NOT EXISTS raw.transactions (
+              {_ddl(RAW_SCHEMA)}
+            );
+            CREATE TABLE IF NOT EXISTS raw.ingests (
+              ingest_id VARCHAR PRIMARY KEY,
+              source_object VARCHAR NOT NULL,
+              rows BIGINT NOT NULL,
+              loaded_at TIMESTAMP NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS lineage.snapshots (
+              snapshot_id VARCHAR PRIMARY KEY,
+              table_name VARCHAR NOT NULL,
+              source_ingest_id VARCHAR NOT NULL UNIQUE,
+              source_object VARCHAR NOT NULL,
+              row_count BIGINT NOT NULL,
+              fraud_count BIGINT NOT NULL,
+              content_hash VARCHAR NOT NULL,
+              created_at VARCHAR NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS lineage.training_runs (
+              run_name VARCHAR PRIMARY KEY,
+              snapshot_id VARCHAR NOT NULL,
+              deployed BOOLEAN NOT NULL,
+              gate_reason VARCHAR NOT NULL,
+              metrics VARCHAR NOT NULL,
+              model_version VARCHAR,
+              finished_at VARCHAR NOT NULL
+            );
+            """
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._connect(write=True) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # -- raw ------------------------------------------------------------------
+
+    def has_ingest(self, ingest_id: str) -> bool:
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT 1 FROM raw.ingests WHERE ingest_id = ?", [ingest_id]
+            ).fetchone()
+        return row is not None
+
+    def load_raw(
+        self, frame: pd.DataFrame, *, ingest_id: str, source_object: str
+    ) -> IngestResult:
+        expected = [c.name for c in RAW_SCHEMA if c.name not in {"ingest_id", "source_object", "loaded_at"}]
+        missing = [c for c in expected if c not in frame.columns]
+        if missing:
+            raise InvalidInputError(f"frame lacks raw columns {missing}", location=source_object)
+        if frame.empty:
+            raise InvalidInputError("no rows to load", location=source_object)
+        staged = frame[expected]
+        with self._transaction() as con:
+            if con.execute(
+                "SELECT 1 FROM raw.ingests WHERE ingest_id = ?", [ingest_id]
+            ).fetchone():
+                return IngestResult(ingest_id, source_object, 0, already_loaded=True)
+            loaded_at = datetime.now(UTC).replace(tzinfo=None)
+            con.register("staged", staged)
+            con.execute(
+                f"""
+                INSERT INTO raw.transactions ({", ".join(c.name for c in RAW_SCHEMA)})
+                SELECT ?, ?, {", ".join(expected)}, ? FROM staged
+                """,
+                [ingest_id, source_object, loaded_at],
+            )
+            con.unregister("staged")
+            con.execute(
+                "INSERT INTO raw.ingests VALUES (?, ?, ?, ?)",
+                [ingest_id, source_object, len(staged), loaded_at],
+            )
+        return IngestResult(ingest_id, source_object, len(staged), already_loaded=False)
+
+    # -- training -------------------------------------------------------------
+
+    def build_training_table(self) -> int:
+        query = sql.render("training", {"raw.transactions": "raw.transactions"}, "duckdb")
+        with self._transaction() as con:
+            con.execute(f"CREATE OR REPLACE TABLE training.transactions AS {query}")
+            row = con.execute("SELECT COUNT(*) FROM training.transactions").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- snapshots ------------------------------------------------------------
+
+    def snapshot_training(self, *, ingest_id: str, source_object: str) -> SnapshotInfo:
+        with self._transaction() as con:
+            existing = con.execute(
+                "SELECT * FROM lineage.snapshots WHERE source_ingest_id = ?", [ingest_id]
+            ).fetchone()
+            if existing:
+                return _snapshot_info(existing)
+            seq_row = con.execute("SELECT COUNT(*) FROM lineage.snapshots").fetchone()
+            seq = (int(seq_row[0]) if seq_row else 0) + 1
+            staging = f"snapshots.staging_{seq:04d}"
+            con.execute(
+                f"CREATE OR REPLACE TABLE {staging} AS "
+                "SELECT * FROM training.transactions ORDER BY txn_id"
+            )
+            frame = con.execute(f"SELECT * FROM {staging}").df()
+            if frame.empty:
+                raise InvalidInputError("training table is empty: nothing to snapshot")
+            content_hash = frame_hash(frame)
+            snapshot_id = f"snap_{seq:04d}_{content_hash[:8]}"
+            table = f"snapshots.{snapshot_id}"
+            con.execute(f"ALTER TABLE {staging} RENAME TO {snapshot_id}")
+            info = SnapshotInfo(
+                snapshot_id=snapshot_id,
+                table=table,
+                source_ingest_id=ingest_id,
+                source_object=source_object,
+                row_count=len(frame),
+                fraud_count=int(frame["label"].sum()),
+                content_hash=content_hash,
+                created_at=_now(),
+            )
+            con.execute(
+                "INSERT INTO lineage.snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    info.snapshot_id,
+                    info.table,
+                    info.source_ingest_id,
+                    info.source_object,
+                    info.row_count,
+                    info.fraud_count,
+                    info.content_hash,
+                    info.created_at,
+                ],
+            )
+        return info
+
+    def get_snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT * FROM lineage.snapshots WHERE snapshot_id = ?", [snapshot_id]
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"snapshot {snapshot_id!r} does not exist")
+        return _snapshot_info(row)
+
+    def list_snapshots(self) -> list[SnapshotInfo]:
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM lineage.snapshots ORDER BY snapshot_id").fetchall()
+        return [_snapshot_info(r) for r in rows]
+
+    def read_snapshot(self, snapshot_id: str) -> pd.DataFrame:
+        info = self.get_snapshot(snapshot_id)
+        with self._connect() as con:
+            return con.execute(f"SELECT * FROM {info.table} ORDER BY txn_id").df()
+
+    def snapshot_content_hash(self, snapshot_id: str) -> str:
+        return frame_hash(self.read_snapshot(snapshot_id))
+
+    def latest_card_features(self, snapshot_id: str) -> pd.DataFrame:
+        info = self.get_snapshot(snapshot_id)
+        query = sql.render("latest_card_features", {"snapshot.training": info.table}, "duckdb")
+        with self._connect() as con:
+            return con.execute(query).df()
+
+    def table_counts(self) -> dict[str, int]:
+        with self._connect() as con:
+            counts = {}
+            for table in ("raw.transactions", "raw.ingests", "lineage.snapshots"):
+                row = con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+                counts[table] = int(row[0]) if row else 0
+            exists = con.execute(
+                "SELECT COUNT(*) FROM information_schema.tables "
+                "WHERE table_schema = 'training' AND table_name = 'transactions'"
+            ).fetchone()
+            if exists and exists[0]:
+                row = con.execute("SELECT COUNT(*) FROM training.transactions").fetchone()
+                counts["training.transactions"] = int(row[0]) if row else 0
+            else:
+                counts["training.transactions"] = 0
+        return counts
+
+    # -- lineage of training runs ------------------------------------------------
+
+    def record_training_run(self, result: PipelineResult) -> None:
+        with self._transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO lineage.training_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    result.run_name,
+                    result.snapshot_id,
+                    result.deployed,
+                    result.gate_reason,
+                    json.dumps(dict(result.metrics), sort_keys=True),
+                    result.model_version,
+                    _now(),
+                ],
+            )
+
+    def training_runs(self, snapshot_id: str | None = None) -> list[PipelineResult]:
+        query = "SELECT run_name, snapshot_id, deployed, gate_reason, metrics, model_version FROM lineage.training_runs"
+        params: list[str] = []
+        if snapshot_id is not None:
+            query += " WHERE snapshot_id = ?"
+            params.append(snapshot_id)
+        with self._connect() as con:
+            rows = con.execute(query + " ORDER BY finished_at, run_name", params).fetchall()
+        return [
+            PipelineResult(
+                run_name=r[0],
+                snapshot_id=r[1],
+                deployed=bool(r[2]),
+                gate_reason=r[3],
+                metrics=json.loads(r[4]),
+                model_version=r[5],
+            )
+            for r in rows
+        ]
+
+
+def _snapshot_info(row: tuple[object, ...]) -> SnapshotInfo:
+    return SnapshotInfo(
+        snapshot_id=str(row[0]),
+        table=str(row[1]),
+        source_ingest_id=str(row[2]),
+        source_object=str(row[3]),
+        row_count=int(row[4]),  # type: ignore[call-overload]
+        fraud_count=int(row[5]),  # type: ignore[call-overload]
+        content_hash=str(row[6]),
+        created_at=str(row[7]),
+    )

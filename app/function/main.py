@@ -1,0 +1,110 @@
+"""HTTP prediction function (functions-framework, Cloud Functions gen 2).
+
+``POST {"card_number": "..."}`` -> the card's fraud score. Errors come back as
+JSON with a status that says whose fault it is; never a stack trace, never a
+full card number, in a response or a log.
+
+Serve locally: ``functions-framework --source app/function/main.py --target predict``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from functools import cache
+from typing import Any
+
+import flask
+import functions_framework
+
+from app.core.config import load_config
+from app.core.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    FraudMlopsError,
+    InvalidInputError,
+    NotFoundError,
+)
+from app.core.scoring import Scorer
+
+log = logging.getLogger("fraud_mlops.function")
+MAX_BODY_BYTES = 4096
+
+_STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+           413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE", 500: "INTERNAL",
+           503: "UNAVAILABLE"}
+
+
+@cache
+def _scorer() -> Scorer:
+    # Built on the first request, not at import: the config comes from the environment.
+    return Scorer(load_config())
+
+
+def _error(code: int, message: str, request_id: str, **extra: Any) -> flask.Response:
+    body = {"error": {"code": code, "status": _STATUS[code], "message": message, **extra},
+            "request_id": request_id}
+    resp = flask.make_response(json.dumps(body), code)
+    resp.headers["Content-Type"] = "application/json"
+    if code == 405:
+        resp.headers["Allow"] = "POST"
+    return resp
+
+
+def _status_for(exc: FraudMlopsError) -> int:
+    if isinstance(exc, InvalidInputError):
+        return 400
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, BackendUnavailableError | ConfigError):
+        return 503
+    return 500
+
+
+@functions_framework.http
+def predict(request: flask.Request) -> flask.Response:
+    request_id = request.headers.get("X-Cloud-Trace-Context", "").split("/")[0] or uuid.uuid4().hex
+    if request.method != "POST":
+        return _error(405, "use POST with a JSON body", request_id)
+    if request.mimetype != "application/json":
+        return _error(415, "Content-Type must be application/json", request_id)
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return _error(413, f"body larger than {MAX_BODY_BYTES} bytes", request_id)
+    raw = request.get_data(cache=False)
+    if len(raw) > MAX_BODY_BYTES:
+        return _error(413, f"body larger than {MAX_BODY_BYTES} bytes", request_id)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "body is not valid JSON", request_id, field="body")
+    if not isinstance(body, dict):
+        return _error(400, "body must be a JSON object", request_id, field="body")
+    if "card_number" not in body:
+        return _error(400, "card_number is required", request_id, field="card_number")
+    unknown = sorted(set(body) - {"card_number"})
+    if unknown:
+        return _error(400, f"unknown fields: {', '.join(unknown)}", request_id, field=unknown[0])
+
+    try:
+        score = _scorer().score(body["card_number"])
+    except FraudMlopsError as exc:
+        code = _status_for(exc)
+        field = exc.location if isinstance(exc, InvalidInputError) else None
+        message = exc.detail if isinstance(exc, InvalidInputError) else str(exc)
+        if code >= 500:
+            log.warning("request %s failed: %s: %s", request_id, type(exc).__name__, exc)
+            message = "scoring backend unavailable; retry later" if code == 503 else "internal error"
+        extra = {"field": field} if field else {}
+        return _error(code, message, request_id, **extra)
+    except Exception:
+        log.exception("request %s: unexpected error", request_id)
+        return _error(500, "internal error", request_id)
+
+    log.info(
+        "scored card=%s p=%.4f model=%s latency_ms=%.1f request=%s",
+        score.card, score.fraud_probability, score.model_version, score.latency_ms, request_id,
+    )
+    resp = flask.make_response(json.dumps(score.as_response()), 200)
+    resp.headers["Content-Type"] = "application/json"
+    return resp

@@ -1,0 +1,230 @@
+"""Who may do what, bound at the narrowest scope GCP offers for each grant.
+
+Every binding here is also declared, with its reason, in
+:mod:`stacks.iam_matrix`; a test holds the two to each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.base import Component
+from components.feature_store import FeatureStore
+from components.identity import Identity
+from components.landing import Landing
+from components.pipeline import Pipeline
+from components.secrets import CardKeySecret
+from components.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class AccessArgs:
+    project: str
+    region: str
+    identity: Identity
+    warehouse: Warehouse
+    landing: Landing
+    feature_store: FeatureStore
+    pipeline: Pipeline
+    card_key: CardKeySecret
+
+    def validate(self) -> None:
+        missing = {"orchestration", "training", "sync", "inference"} - set(self.identity.accounts)
+        if missing:
+            raise ValueError(f"AccessArgs.identity: missing accounts {sorted(missing)}")
+
+
+class Access(Component):
+    def __init__(
+        self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        args.validate()
+        super().__init__("Access", name, opts)
+        self._args = args
+        self.bindings: list[pulumi.CustomResource] = []
+        ident, wh, land, fs, pipe = (
+            args.identity,
+            args.warehouse,
+            args.landing,
+            args.feature_store,
+            args.pipeline,
+        )
+
+        # Google-managed agents that act for us on our resources.
+        vertex_agent = gcp.projects.ServiceIdentity(
+            self.n("vertex-agent"),
+            project=args.project,
+            service="aiplatform.googleapis.com",
+            opts=self.child(),
+        )
+        composer_agent = gcp.projects.ServiceIdentity(
+            self.n("composer-agent"),
+            project=args.project,
+            service="composer.googleapis.com",
+            opts=self.child(),
+        )
+
+        # --- orchestration: the Composer environment --------------------------
+        orch = ident.member("orchestration")
+        self._project(orch, "orchestration", "roles/composer.worker")
+        self._project(orch, "orchestration", "roles/bigquery.jobUser")
+        self._project(orch, "orchestration", "roles/aiplatform.user")
+        self._bucket(orch, "orchestration", "roles/storage.objectViewer", land.bucket, "landing")
+        self._subscription(orch, "orchestration", "roles/pubsub.subscriber", land.subscription)
+        for label, ds in (("raw", wh.raw), ("training", wh.training), ("snapshot", wh.snapshots)):
+            self._dataset(orch, "orchestration", "roles/bigquery.dataEditor", ds, label)
+        self._bucket(orch, "orchestration", "roles/storage.objectViewer", pipe.bucket, "root")
+        self._account(orch, "orchestration", "roles/iam.serviceAccountUser", "training")
+        self._account(orch, "orchestration", "roles/iam.serviceAccountTokenCreator", "sync")
+        self._secret(orch, "orchestration")
+
+        # --- training: Vertex AI pipeline runs ---------------------------------
+        train = ident.member("training")
+        self._project(train, "training", "roles/bigquery.jobUser")
+        self._project(train, "training", "roles/aiplatform.user")
+        self._dataset(train, "training", "roles/bigquery.dataViewer", wh.snapshots, "snapshot")
+        self._bucket(train, "training", "roles/storage.objectAdmin", pipe.bucket, "root")
+        self._account(train, "training", "roles/iam.serviceAccountUser", "training")
+
+        # --- sync: refreshes the feature view's source table -------------------
+        sync = ident.member("sync")
+        self._project(sync, "sync", "roles/bigquery.jobUser")
+        self._table(sync, "sync", "roles/bigquery.dataViewer", wh.training_table, "examples")
+        self._table(sync, "sync", "roles/bigquery.dataEditor", wh.feature_table, "features")
+
+        # --- inference: the prediction function --------------------------------
+        infer = ident.member("inference")
+        self._grant(
+            "inference-featurestoreDataViewer-view",
+            gcp.vertex.AiFeatureOnlineStoreFeatureviewIamMember,
+            project=args.project,
+            region=args.region,
+            feature_online_store=fs.store.name,
+            feature_view=fs.view.name,
+            role="roles/aiplatform.featurestoreDataViewer",
+            member=infer,
+        )
+        self._grant(
+            "inference-aiplatform-user-endpoint",
+            gcp.vertex.AiEndpointIamMember,
+            project=args.project,
+            location=args.region,
+            endpoint=pipe.endpoint.name,
+            role="roles/aiplatform.user",
+            member=infer,
+        )
+        self._secret(infer, "inference")
+
+        # --- service agents ------------------------------------------------------
+        self._account(
+            composer_agent.member,
+            "composer-agent",
+            "roles/composer.ServiceAgentV2Ext",
+            "orchestration",
+        )
+        self._table(
+            vertex_agent.member,
+            "vertex-agent",
+            "roles/bigquery.dataViewer",
+            wh.feature_table,
+            "features",
+        )
+        self._dataset(
+            vertex_agent.member,
+            "vertex-agent",
+            "roles/bigquery.dataEditor",
+            wh.predictions,
+            "predictions",
+        )
+
+        self.register_outputs({"bindings": len(self.bindings)})
+
+    # --- one helper per scope ------------------------------------------------------
+
+    def _grant(self, suffix: str, cls: Callable[..., pulumi.CustomResource], **kwargs: Any) -> None:
+        self.bindings.append(cls(self.n(suffix), opts=self.child(), **kwargs))
+
+    @staticmethod
+    def _short(role: str) -> str:
+        return role.removeprefix("roles/").replace(".", "-")
+
+    def _project(self, member: pulumi.Input[str], who: str, role: str) -> None:
+        self._grant(
+            f"{who}-{self._short(role)}-project",
+            gcp.projects.IAMMember,
+            project=self._args.project,
+            role=role,
+            member=member,
+        )
+
+    def _dataset(
+        self, member: pulumi.Input[str], who: str, role: str, ds: gcp.bigquery.Dataset, label: str
+    ) -> None:
+        self._grant(
+            f"{who}-{self._short(role)}-{label}",
+            gcp.bigquery.DatasetIamMember,
+            project=self._args.project,
+            dataset_id=ds.dataset_id,
+            role=role,
+            member=member,
+        )
+
+    def _table(
+        self, member: pulumi.Input[str], who: str, role: str, table: gcp.bigquery.Table, label: str
+    ) -> None:
+        self._grant(
+            f"{who}-{self._short(role)}-{label}",
+            gcp.bigquery.IamMember,
+            project=self._args.project,
+            dataset_id=table.dataset_id,
+            table_id=table.table_id,
+            role=role,
+            member=member,
+        )
+
+    def _bucket(
+        self, member: pulumi.Input[str], who: str, role: str, bucket: gcp.storage.Bucket, label: str
+    ) -> None:
+        self._grant(
+            f"{who}-{self._short(role)}-{label}",
+            gcp.storage.BucketIAMMember,
+            bucket=bucket.name,
+            role=role,
+            member=member,
+        )
+
+    def _subscription(
+        self, member: pulumi.Input[str], who: str, role: str, sub: gcp.pubsub.Subscription
+    ) -> None:
+        self._grant(
+            f"{who}-{self._short(role)}-landing",
+            gcp.pubsub.SubscriptionIAMMember,
+            project=self._args.project,
+            subscription=sub.name,
+            role=role,
+            member=member,
+        )
+
+    def _account(self, member: pulumi.Input[str], who: str, role: str, target: str) -> None:
+        self._grant(
+            f"{who}-{self._short(role)}-{target}",
+            gcp.serviceaccount.IAMMember,
+            service_account_id=self._args.identity.resource_name(target),
+            role=role,
+            member=member,
+        )
+
+    def _secret(self, member: pulumi.Input[str], who: str) -> None:
+        self._grant(
+            f"{who}-secretAccessor-card-key",
+            gcp.secretmanager.SecretIamMember,
+            project=self._args.project,
+            secret_id=self._args.card_key.secret.secret_id,
+            role="roles/secretmanager.secretAccessor",
+            member=member,
+        )

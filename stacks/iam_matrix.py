@@ -1,0 +1,306 @@
+"""The declared least-privilege IAM table: every grant the stack may make, with
+its scope and its reason. Tests compare it with the bindings the program really
+creates; the plan command prints both.
+
+Members and resources are symbolic here (``sa:inference``, ``table:features``)
+and rendered for a stack by :func:`expected_bindings`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from stacks.config import StackConfig
+from stacks.naming import Names
+
+Condition = Literal["always", "cmek", "public"]
+
+BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
+PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
+
+
+@dataclass(frozen=True, order=True)
+class Binding:
+    """One concrete grant: ``member`` has ``role`` on ``resource`` (a full resource name)."""
+
+    member: str
+    role: str
+    resource: str
+
+
+@dataclass(frozen=True)
+class Grant:
+    member: str
+    role: str
+    resource: str
+    reason: str
+    when: Condition = "always"
+
+
+_JOB = "running a query or load job is a project permission (bigquery.jobs.create)"
+_VERTEX = "PipelineJobs, CustomJobs and model uploads have no resource-level IAM"
+
+TABLE: tuple[Grant, ...] = (
+    # --- project level: only where GCP has no narrower scope -----------------
+    Grant(
+        "sa:orchestration",
+        "roles/composer.worker",
+        "project",
+        "Composer 3 requires it, on the project, for the environment's own account",
+    ),
+    Grant("sa:orchestration", "roles/bigquery.jobUser", "project", _JOB),
+    Grant(
+        "sa:orchestration",
+        "roles/aiplatform.user",
+        "project",
+        f"submits training runs and deploys models: {_VERTEX}",
+    ),
+    Grant("sa:training", "roles/bigquery.jobUser", "project", _JOB),
+    Grant(
+        "sa:training",
+        "roles/aiplatform.user",
+        "project",
+        f"runs pipeline steps and uploads models: {_VERTEX}",
+    ),
+    Grant("sa:sync", "roles/bigquery.jobUser", "project", _JOB),
+    Grant(
+        "sa:build",
+        "roles/logging.logWriter",
+        "project",
+        "build logs are written to the project; logs have no per-build IAM",
+    ),
+    # --- orchestration ------------------------------------------------------------
+    Grant("sa:orchestration", "roles/storage.objectViewer", "bucket:landing", "reads landed files"),
+    Grant(
+        "sa:orchestration",
+        "roles/pubsub.subscriber",
+        "subscription:landing",
+        "consumes the landing notifications that trigger the DAG",
+    ),
+    Grant("sa:orchestration", "roles/bigquery.dataEditor", "dataset:raw", "loads landed files"),
+    Grant(
+        "sa:orchestration",
+        "roles/bigquery.dataEditor",
+        "dataset:training",
+        "builds the training examples",
+    ),
+    Grant(
+        "sa:orchestration",
+        "roles/bigquery.dataEditor",
+        "dataset:snapshot",
+        "pins each run's data as a table snapshot",
+    ),
+    Grant(
+        "sa:orchestration",
+        "roles/storage.objectViewer",
+        "bucket:root",
+        "reads the compiled pipeline template it submits",
+    ),
+    Grant(
+        "sa:orchestration",
+        "roles/iam.serviceAccountUser",
+        "sa:training",
+        "submits pipeline runs that run as the training account",
+    ),
+    Grant(
+        "sa:orchestration",
+        "roles/iam.serviceAccountTokenCreator",
+        "sa:sync",
+        "runs the feature refresh task as the sync account",
+    ),
+    Grant(
+        "sa:orchestration",
+        "roles/secretmanager.secretAccessor",
+        "secret:card-key",
+        "hashes card numbers while loading",
+    ),
+    # --- training -------------------------------------------------------------------
+    Grant(
+        "sa:training",
+        "roles/bigquery.dataViewer",
+        "dataset:snapshot",
+        "trains on the pinned snapshot, never on the moving table",
+    ),
+    Grant(
+        "sa:training",
+        "roles/storage.objectAdmin",
+        "bucket:root",
+        "writes pipeline artifacts and models",
+    ),
+    Grant(
+        "sa:training",
+        "roles/iam.serviceAccountUser",
+        "sa:training",
+        "launches custom training jobs as itself",
+    ),
+    # --- sync -------------------------------------------------------------------------
+    Grant("sa:sync", "roles/bigquery.dataViewer", "table:examples", "reads the training examples"),
+    Grant(
+        "sa:sync",
+        "roles/bigquery.dataEditor",
+        "table:features",
+        "writes the latest features per card",
+    ),
+    # --- inference ------------------------------------------------------------------
+    Grant(
+        "sa:inference",
+        "roles/aiplatform.featurestoreDataViewer",
+        "featureview",
+        "reads one card's online features",
+    ),
+    Grant(
+        "sa:inference", "roles/aiplatform.user", "endpoint", "calls predict on this endpoint only"
+    ),
+    Grant(
+        "sa:inference",
+        "roles/secretmanager.secretAccessor",
+        "secret:card-key",
+        "hashes the card number of each request",
+    ),
+    # --- build ----------------------------------------------------------------------
+    Grant(
+        "sa:build",
+        "roles/storage.objectViewer",
+        "bucket:source",
+        "reads the function's source archive",
+    ),
+    Grant("sa:build", "roles/artifactregistry.writer", "repository", "pushes the function's image"),
+    # --- callers ----------------------------------------------------------------------
+    Grant(
+        "invokers",
+        "roles/run.invoker",
+        "function",
+        "principals named in function.invokers may call the function",
+    ),
+    Grant(
+        "allUsers",
+        "roles/run.invoker",
+        "function",
+        "only when function.public is set",
+        when="public",
+    ),
+    # --- Google service agents --------------------------------------------------------
+    Grant(
+        "agent:storage",
+        "roles/pubsub.publisher",
+        "topic:landing",
+        "Cloud Storage publishes the bucket's OBJECT_FINALIZE notifications",
+    ),
+    Grant(
+        "agent:composer",
+        "roles/composer.ServiceAgentV2Ext",
+        "sa:orchestration",
+        "Composer runs the environment as the orchestration account",
+    ),
+    Grant(
+        "agent:aiplatform",
+        "roles/bigquery.dataViewer",
+        "table:features",
+        "Vertex AI syncs the feature view from this table",
+    ),
+    Grant(
+        "agent:aiplatform",
+        "roles/bigquery.dataEditor",
+        "dataset:predictions",
+        "Vertex AI writes the endpoint's request/response log",
+    ),
+    *(
+        Grant(
+            f"agent:{agent}",
+            "roles/cloudkms.cryptoKeyEncrypterDecrypter",
+            "kms-key",
+            "encrypts this service's data with the stack's key",
+            when="cmek",
+        )
+        for agent in ("artifactregistry", "aiplatform", "bigquery", "composer", "pubsub", "storage")
+    ),
+)
+
+_AGENT_DOMAINS = {
+    "storage": "gs-project-accounts.iam.gserviceaccount.com",
+    "aiplatform": "gcp-sa-aiplatform.iam.gserviceaccount.com",
+    "composer": "cloudcomposer-accounts.iam.gserviceaccount.com",
+    "artifactregistry": "gcp-sa-artifactregistry.iam.gserviceaccount.com",
+    "pubsub": "gcp-sa-pubsub.iam.gserviceaccount.com",
+}
+
+
+def agent_email(agent: str, project_number: str) -> str:
+    if agent == "bigquery":
+        return f"bq-{project_number}@bigquery-encryption.iam.gserviceaccount.com"
+    return f"service-{project_number}@{_AGENT_DOMAINS[agent]}"
+
+
+def resource_names(cfg: StackConfig) -> dict[str, str]:
+    """Symbolic resource -> full resource name, for this stack."""
+    n = Names.of(cfg)
+    p, r = cfg.project, cfg.region
+    bq = f"//bigquery.googleapis.com/projects/{p}/datasets"
+    out = {
+        "project": f"//cloudresourcemanager.googleapis.com/projects/{p}",
+        "dataset:raw": f"{bq}/{n.dataset('raw')}",
+        "dataset:training": f"{bq}/{n.dataset('training')}",
+        "dataset:snapshot": f"{bq}/{n.dataset('snapshot')}",
+        "dataset:predictions": f"{bq}/{n.dataset('predictions')}",
+        "table:examples": f"{bq}/{n.dataset('training')}/tables/examples",
+        "table:features": f"{bq}/{n.dataset('training')}/tables/card_features",
+        "bucket:landing": f"//storage.googleapis.com/projects/_/buckets/{n.bucket('landing')}",
+        "bucket:root": f"//storage.googleapis.com/projects/_/buckets/{n.bucket('pipeline')}",
+        "bucket:source": f"//storage.googleapis.com/projects/_/buckets/{n.bucket('fn-source')}",
+        "topic:landing": f"//pubsub.googleapis.com/projects/{p}/topics/{n.landing_topic}",
+        "subscription:landing": (
+            f"//pubsub.googleapis.com/projects/{p}/subscriptions/{n.landing_subscription}"
+        ),
+        "secret:card-key": f"//secretmanager.googleapis.com/projects/{p}/secrets/"
+        f"{n.card_key_secret}",
+        "featureview": f"//aiplatform.googleapis.com/projects/{p}/locations/{r}/"
+        f"featureOnlineStores/{n.online_store}/featureViews/{n.feature_view}",
+        "endpoint": f"//aiplatform.googleapis.com/projects/{p}/locations/{r}/endpoints/"
+        f"{n.endpoint}",
+        "function": f"//run.googleapis.com/projects/{p}/locations/{r}/services/{n.function}",
+        "repository": f"//artifactregistry.googleapis.com/projects/{p}/locations/{r}/"
+        f"repositories/{n.function_repository}",
+        "kms-key": f"//cloudkms.googleapis.com/{cfg.cmek.kms_key_name}",
+    }
+    for role in ("orchestration", "training", "sync", "inference", "build"):
+        out[f"sa:{role}"] = (
+            f"//iam.googleapis.com/projects/{p}/serviceAccounts/{n.account_email(role)}"
+        )
+    return out
+
+
+def _members(symbol: str, cfg: StackConfig, project_number: str) -> list[str]:
+    kind, _, name = symbol.partition(":")
+    if kind == "sa":
+        return [f"serviceAccount:{Names.of(cfg).account_email(name)}"]
+    if kind == "agent":
+        return [f"serviceAccount:{agent_email(name, project_number)}"]
+    if symbol == "invokers":
+        return list(cfg.function.invokers)
+    return [symbol]
+
+
+def applies(grant: Grant, cfg: StackConfig) -> bool:
+    if grant.when == "cmek":
+        return cfg.kms_key is not None
+    if grant.when == "public":
+        return cfg.function.public
+    return True
+
+
+def expected_bindings(cfg: StackConfig, project_number: str) -> dict[Binding, Grant]:
+    """The concrete bindings this stack's config calls for, each with its declaration."""
+    names = resource_names(cfg)
+    out: dict[Binding, Grant] = {}
+    for grant in TABLE:
+        if not applies(grant, cfg):
+            continue
+        for member in _members(grant.member, cfg, project_number):
+            out[Binding(member, grant.role, names[grant.resource])] = grant
+    return out
+
+
+def declared_reason(binding: Binding, cfg: StackConfig, project_number: str) -> str | None:
+    grant = expected_bindings(cfg, project_number).get(binding)
+    return grant.reason if grant else None

@@ -1,0 +1,206 @@
+"""Run a Pulumi program in-process against Pulumi's mock engine.
+
+:class:`FakeGcp` answers like GCP would for the outputs this program reads
+(service-account e-mails, the Composer bucket, the function's service);
+:class:`RecordingMonitor` keeps every registration with its parent and options,
+which is what the plan command and the tests inspect. No CLI, no credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+
+PROJECT_NUMBER = "123456789012"
+
+_AGENT_DOMAINS = {
+    "aiplatform.googleapis.com": "gcp-sa-aiplatform.iam.gserviceaccount.com",
+    "composer.googleapis.com": "cloudcomposer-accounts.iam.gserviceaccount.com",
+    "pubsub.googleapis.com": "gcp-sa-pubsub.iam.gserviceaccount.com",
+    "artifactregistry.googleapis.com": "gcp-sa-artifactregistry.iam.gserviceaccount.com",
+}
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent_urn: str
+    custom: bool
+    protect: bool
+    inputs: dict[str, Any]
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def parent_name(self) -> str:
+        return self.parent_urn.rsplit("::", 1)[-1] if self.parent_urn else ""
+
+    @property
+    def parent_type(self) -> str:
+        if not self.parent_urn:
+            return ""
+        return self.parent_urn.split("::")[2].split("$")[-1]
+
+
+class FakeGcp(pulumi.runtime.Mocks):
+    """Outputs shaped like GCP's, computed from the inputs (keys are wire names)."""
+
+    def __init__(self, project_number: str = PROJECT_NUMBER) -> None:
+        self.number = project_number
+
+    def new_resource(
+        self, args: pulumi.runtime.MockResourceArgs
+    ) -> tuple[str | None, dict[str, Any]]:
+        i = dict(args.inputs)
+        t = args.typ
+        project = i.get("project", "mock-project")
+        out: dict[str, Any] = {}
+        rid = f"{args.name}-id"
+        if t == "gcp:serviceaccount/account:Account":
+            email = f"{i['accountId']}@{project}.iam.gserviceaccount.com"
+            rid = f"projects/{project}/serviceAccounts/{email}"
+            out = {"email": email, "name": rid, "member": f"serviceAccount:{email}"}
+        elif t == "gcp:storage/bucket:Bucket":
+            rid = i["name"]
+            out = {"url": f"gs://{i['name']}", "selfLink": f"https://storage/{i['name']}"}
+        elif t == "gcp:storage/bucketObject:BucketObject":
+            rid = f"{i.get('bucket')}-{i.get('name')}"
+            out = {"mediaLink": f"https://storage/{i.get('bucket')}/{i.get('name')}"}
+        elif t == "gcp:bigquery/dataset:Dataset":
+            rid = f"projects/{project}/datasets/{i['datasetId']}"
+        elif t == "gcp:bigquery/table:Table":
+            rid = f"projects/{project}/datasets/{i['datasetId']}/tables/{i['tableId']}"
+        elif t == "gcp:pubsub/topic:Topic":
+            rid = f"projects/{project}/topics/{i['name']}"
+        elif t == "gcp:pubsub/subscription:Subscription":
+            rid = f"projects/{project}/subscriptions/{i['name']}"
+        elif t == "gcp:secretmanager/secret:Secret":
+            rid = f"projects/{project}/secrets/{i['secretId']}"
+            out = {"name": f"projects/{self.number}/secrets/{i['secretId']}"}
+        elif t == "gcp:artifactregistry/repository:Repository":
+            rid = f"projects/{project}/locations/{i['location']}/repositories/{i['repositoryId']}"
+            out = {"name": i["repositoryId"]}
+        elif t == "gcp:composer/environment:Environment":
+            rid = f"projects/{project}/locations/{i['region']}/environments/{i['name']}"
+            bucket = (
+                f"{i['region']}-{i['name']}-{hashlib.sha1(rid.encode()).hexdigest()[:8]}-bucket"
+            )
+            config = dict(i.get("config") or {})
+            config.update(
+                dagGcsPrefix=f"gs://{bucket}/dags",
+                airflowUri=f"https://{i['name']}.composer.googleusercontent.com",
+            )
+            out = {"config": config}
+        elif t == "gcp:cloudfunctionsv2/function:Function":
+            rid = f"projects/{project}/locations/{i['location']}/functions/{i['name']}"
+            service = dict(i.get("serviceConfig") or {})
+            service.update(service=i["name"], uri=f"https://{i['name']}-{self.number}.run.app")
+            out = {"serviceConfig": service, "url": service["uri"]}
+        elif t == "gcp:projects/serviceIdentity:ServiceIdentity":
+            email = f"service-{self.number}@{_AGENT_DOMAINS[i['service']]}"
+            out = {"email": email, "member": f"serviceAccount:{email}"}
+        elif t == "gcp:vertex/aiEndpoint:AiEndpoint":
+            rid = f"projects/{project}/locations/{i['location']}/endpoints/{i['name']}"
+        return rid, {**i, **out}
+
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        a = dict(args.args)
+        project = a.get("project") or a.get("projectId") or "mock-project"
+        if args.token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
+            email = f"service-{self.number}@gs-project-accounts.iam.gserviceaccount.com"
+            return {"emailAddress": email, "member": f"serviceAccount:{email}", "id": email}, []
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"number": self.number, "projectId": project, "id": f"projects/{project}"}, []
+        if args.token == "gcp:bigquery/getDefaultServiceAccount:getDefaultServiceAccount":
+            email = f"bq-{self.number}@bigquery-encryption.iam.gserviceaccount.com"
+            return {"email": email, "member": f"serviceAccount:{email}", "id": email}, []
+        raise NotImplementedError(f"FakeGcp has no answer for invoke {args.token}")
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The mock monitor, keeping each registration's parent, protect and inputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            from pulumi.runtime import rpc
+
+            inputs = rpc.deserialize_properties(request.object)
+            self.registrations.append(
+                Registration(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent_urn=request.parent,
+                    custom=bool(request.custom),
+                    protect=bool(request.protect),
+                    inputs=dict(inputs),
+                    depends_on=tuple(request.dependencies),
+                )
+            )
+        return response
+
+
+@dataclass
+class MockRun:
+    registrations: list[Registration]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_token: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_token]
+
+    def children_of(self, name: str) -> list[Registration]:
+        return [r for r in self.registrations if r.parent_name == name]
+
+    def by_name(self, name: str) -> Registration:
+        matches = [r for r in self.registrations if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name!r}")
+        return matches[0]
+
+
+def run_with_mocks(
+    program: Callable[[], Mapping[str, Any] | None],
+    *,
+    project: str,
+    stack: str,
+    config: Mapping[str, str] | None = None,
+    mocks: pulumi.runtime.Mocks | None = None,
+) -> MockRun:
+    """Run ``program`` under fresh mocks and return what it registered.
+
+    Each call resets the engine's process-wide settings (root stack, config), so
+    runs for different stacks in one process do not see each other.
+    """
+    pulumi.runtime.set_all_config(dict(config or {}))
+    pulumi_settings.ROOT.set(None)
+    monitor = RecordingMonitor(mocks or FakeGcp())
+    pulumi.runtime.set_mocks(
+        monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor
+    )
+    resolved: dict[str, Any] = {}
+
+    def body() -> pulumi.Output[Any]:
+        exports = program() or {}
+        outs = {k: pulumi.Output.from_input(v) for k, v in exports.items()}
+        return (
+            pulumi.Output.all(**outs).apply(resolved.update)
+            if outs
+            else pulumi.Output.from_input(None)
+        )
+
+    pulumi.runtime.test(body)()
+    return MockRun(registrations=monitor.registrations, outputs=resolved)

@@ -1,0 +1,91 @@
+"""Physical names of the stack's resources, derived from the stack config alone.
+
+Names that GCP needs to be unique (buckets) carry the project id; names the app
+reads (datasets, store, view) are fixed so that the runtime config and the IAM
+table can name them without waiting for an apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from stacks.config import StackConfig
+
+ROLES = ("orchestration", "training", "sync", "inference", "build")
+
+
+@dataclass(frozen=True)
+class Names:
+    project: str
+    region: str
+    env: str
+
+    @classmethod
+    def of(cls, cfg: StackConfig) -> Names:
+        return cls(project=cfg.project, region=cfg.region, env=cfg.environment)
+
+    # --- BigQuery ---------------------------------------------------------
+    @property
+    def dataset_prefix(self) -> str:
+        return f"fraud_mlops_{self.env}"
+
+    def dataset(self, kind: str) -> str:
+        return f"{self.dataset_prefix}_{kind}"
+
+    # --- buckets, topics ------------------------------------------------------
+    def bucket(self, kind: str) -> str:
+        name = f"{self.project}-{self.env}-{kind}"
+        if len(name) > 63:
+            raise ValueError(f"bucket name {name!r} is longer than 63 characters")
+        return name
+
+    @property
+    def landing_topic(self) -> str:
+        return f"fraud-mlops-{self.env}-landing"
+
+    @property
+    def landing_subscription(self) -> str:
+        return f"fraud-mlops-{self.env}-landing-dag"
+
+    # --- identities ---------------------------------------------------------
+    def account_id(self, role: str) -> str:
+        if role not in ROLES:
+            raise ValueError(f"unknown service account role {role!r}")
+        short = {"orchestration": "orch", "training": "train"}.get(role, role)
+        return f"fmo-{self.env}-{short}"
+
+    def account_email(self, role: str) -> str:
+        return f"{self.account_id(role)}@{self.project}.iam.gserviceaccount.com"
+
+    # --- Vertex, Composer, function ---------------------------------------------
+    @property
+    def online_store(self) -> str:
+        return f"fraud_mlops_{self.env}"
+
+    @property
+    def feature_view(self) -> str:
+        return "card_features"
+
+    @property
+    def endpoint(self) -> str:
+        # Vertex wants a numeric endpoint id (no leading zero, at most 10 digits);
+        # a hash keeps it stable per project and environment.
+        digest = int(hashlib.sha256(f"{self.project}/{self.env}".encode()).hexdigest()[:8], 16)
+        return str(1_000_000_000 + digest % 8_999_999_999)
+
+    @property
+    def composer(self) -> str:
+        return f"fraud-mlops-{self.env}"
+
+    @property
+    def function(self) -> str:
+        return f"fraud-mlops-{self.env}-predict"
+
+    @property
+    def function_repository(self) -> str:
+        return f"fraud-mlops-{self.env}-functions"
+
+    @property
+    def card_key_secret(self) -> str:
+        return f"fraud-mlops-{self.env}-card-hmac-key"

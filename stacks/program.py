@@ -1,0 +1,272 @@
+"""The stack: every component wired together, and the runtime config the app
+reads built from their outputs and handed to Composer and the function.
+
+``stacks/__main__.py`` (what ``pulumi up`` runs) and ``stacks/plan.py`` (the
+offline plan) both call :func:`main`, so they run the same program.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from app.core.schema import FEATURE_VIEW_SCHEMA
+from components.access import Access, AccessArgs
+from components.feature_store import FeatureStore, FeatureStoreArgs
+from components.identity import Identity, IdentityArgs
+from components.landing import Landing, LandingArgs
+from components.orchestration import Orchestration, OrchestrationArgs
+from components.pipeline import Pipeline, PipelineArgs
+from components.prediction_function import PredictionFunction, PredictionFunctionArgs
+from components.secrets import CardKeySecret, CardKeySecretArgs
+from components.security import (
+    AuditLogs,
+    AuditLogsArgs,
+    KeyAccess,
+    KeyAccessArgs,
+    Perimeter,
+    PerimeterArgs,
+)
+from components.services import ProjectServices, ProjectServicesArgs
+from components.warehouse import Warehouse, WarehouseArgs
+from stacks.config import NAMESPACE, StackConfig, from_pulumi
+from stacks.naming import ROLES, Names
+from stacks.runtime_config import ResolvedOutputs, build_runtime_config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENTITY_ID_COLUMN = FEATURE_VIEW_SCHEMA[0].name  # card_id
+
+
+def template_path(cfg: StackConfig, root: Path) -> Path:
+    path = Path(cfg.pipeline.template_path)
+    path = path if path.is_absolute() else root / path
+    if not path.is_file():
+        raise ValueError(
+            f"{NAMESPACE}:pipeline.templatePath: {path} does not exist; "
+            "compile the pipeline (app/pipeline) before `pulumi up`"
+        )
+    return path
+
+
+def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
+    """Create every resource for ``cfg``; returns the stack outputs."""
+    names = Names.of(cfg)
+    p, r, labels = cfg.project, cfg.region, cfg.all_labels
+    protect = cfg.deletion_protection
+    key = cfg.kms_key
+    pipeline_template = template_path(cfg, root)
+
+    services = ProjectServices("services", ProjectServicesArgs(project=p))
+    after_apis = pulumi.ResourceOptions(depends_on=[services])
+
+    if cfg.audit_logs.enabled:
+        AuditLogs("audit-logs", AuditLogsArgs(project=p), after_apis)
+    kms_ready: list[pulumi.Resource] = []
+    if key:
+        kms_ready.append(
+            KeyAccess("key-access", KeyAccessArgs(project=p, kms_key_name=key), after_apis)
+        )
+
+    identity = Identity(
+        "identity",
+        IdentityArgs(project=p, account_ids={role: names.account_id(role) for role in ROLES}),
+        after_apis,
+    )
+    card_key = CardKeySecret(
+        "card-key",
+        CardKeySecretArgs(
+            project=p, secret_id=names.card_key_secret, deletion_protection=protect, labels=labels
+        ),
+        after_apis,
+    )
+    warehouse = Warehouse(
+        "warehouse",
+        WarehouseArgs(
+            project=p,
+            location=r,
+            dataset_prefix=names.dataset_prefix,
+            snapshot_expiration_days=cfg.warehouse.snapshot_expiration_days,
+            deletion_protection=protect,
+            labels=labels,
+            kms_key_name=key,
+        ),
+        pulumi.ResourceOptions(depends_on=[services, *kms_ready]),
+    )
+    landing = Landing(
+        "landing",
+        LandingArgs(
+            project=p,
+            location=r,
+            bucket_name=names.bucket("landing"),
+            topic_name=names.landing_topic,
+            subscription_name=names.landing_subscription,
+            deletion_protection=protect,
+            labels=labels,
+            kms_key_name=key,
+            kms_ready=kms_ready,
+        ),
+        after_apis,
+    )
+    feature_source = pulumi.Output.format(
+        "bq://{0}.{1}.{2}", p, warehouse.feature_table.dataset_id, warehouse.feature_table.table_id
+    )
+    feature_store = FeatureStore(
+        "feature-store",
+        FeatureStoreArgs(
+            project=p,
+            region=r,
+            store_id=names.online_store,
+            view_id=names.feature_view,
+            source_table_uri=feature_source,
+            entity_id_column=ENTITY_ID_COLUMN,
+            min_nodes=cfg.feature_store.min_nodes,
+            max_nodes=cfg.feature_store.max_nodes,
+            cpu_target=cfg.feature_store.cpu_target,
+            sync_cron=cfg.feature_store.sync_cron,
+            deletion_protection=protect,
+            labels=labels,
+            kms_key_name=key,
+            kms_ready=kms_ready,
+        ),
+        after_apis,
+    )
+    request_log = (
+        pulumi.Output.format("bq://{0}.{1}", p, warehouse.predictions.dataset_id)
+        if cfg.endpoint.request_logging
+        else None
+    )
+    pipeline = Pipeline(
+        "pipeline",
+        PipelineArgs(
+            project=p,
+            region=r,
+            bucket_name=names.bucket("pipeline"),
+            template_path=pipeline_template,
+            endpoint_id=names.endpoint,
+            request_log_dataset_uri=request_log,
+            request_log_sampling_rate=cfg.endpoint.request_logging_sampling_rate,
+            deletion_protection=protect,
+            labels=labels,
+            kms_key_name=key,
+            kms_ready=kms_ready,
+        ),
+        after_apis,
+    )
+    access = Access(
+        "access",
+        AccessArgs(
+            project=p,
+            region=r,
+            identity=identity,
+            warehouse=warehouse,
+            landing=landing,
+            feature_store=feature_store,
+            pipeline=pipeline,
+            card_key=card_key,
+        ),
+        after_apis,
+    )
+
+    runtime_config_json = pulumi.Output.all(
+        raw_dataset=warehouse.raw.dataset_id,
+        training_dataset=warehouse.training.dataset_id,
+        snapshot_dataset=warehouse.snapshots.dataset_id,
+        online_store_id=feature_store.store.name,
+        feature_view_id=feature_store.view.name,
+        pipeline_root=pipeline.pipeline_root,
+        template_uri=pipeline.template_uri,
+        training_account=identity.email("training"),
+        endpoint_id=pipeline.endpoint.name,
+        landing_bucket=landing.bucket.name,
+        landing_subscription=landing.subscription.id,
+    ).apply(
+        lambda v: build_runtime_config(
+            cfg,
+            ResolvedOutputs(
+                **v,
+                # Known before the environment exists: naming it here keeps the
+                # function from waiting half an hour for Composer.
+                composer_environment=names.composer,
+                card_key_version=card_key.latest_version,
+            ),
+        ).to_json()
+    )
+
+    orchestration = Orchestration(
+        "orchestration",
+        OrchestrationArgs(
+            project=p,
+            region=r,
+            environment_name=names.composer,
+            image_version=cfg.composer.image_version,
+            environment_size=cfg.composer.environment_size,
+            service_account_email=identity.email("orchestration"),
+            runtime_config_json=runtime_config_json,
+            source_root=root,
+            worker_min_count=cfg.composer.worker_min_count,
+            worker_max_count=cfg.composer.worker_max_count,
+            private_ip=cfg.composer.private_ip,
+            deletion_protection=protect,
+            labels=labels,
+            kms_key_name=key,
+            kms_ready=kms_ready,
+        ),
+        # Composer checks its account's roles when the environment is created.
+        pulumi.ResourceOptions(depends_on=[services, access]),
+    )
+    function = PredictionFunction(
+        "prediction",
+        PredictionFunctionArgs(
+            project=p,
+            region=r,
+            function_name=names.function,
+            source_bucket_name=names.bucket("fn-source"),
+            repository_id=names.function_repository,
+            source_root=root,
+            runtime_config_json=runtime_config_json,
+            inference_account_email=identity.email("inference"),
+            build_account=identity.accounts["build"],
+            min_instances=cfg.function.min_instances,
+            max_instances=cfg.function.max_instances,
+            memory=cfg.function.memory,
+            deletion_protection=protect,
+            invokers=cfg.function.invokers,
+            public=cfg.function.public,
+            labels=labels,
+            kms_key_name=key,
+            kms_ready=kms_ready,
+        ),
+        pulumi.ResourceOptions(depends_on=[services, access]),
+    )
+    if cfg.vpc_service_controls.access_policy:
+        Perimeter(
+            "perimeter",
+            PerimeterArgs(
+                project=p,
+                access_policy=cfg.vpc_service_controls.access_policy,
+                perimeter_name=f"fraud_mlops_{cfg.environment}",
+                dry_run=cfg.vpc_service_controls.dry_run,
+            ),
+            pulumi.ResourceOptions(depends_on=[orchestration, function]),
+        )
+
+    return {
+        "runtimeConfig": runtime_config_json.apply(json.loads),
+        "functionUrl": function.url,
+        "composerEnvironment": orchestration.environment.name,
+        "composerBucket": orchestration.bucket,
+        "landingBucket": landing.bucket.name,
+        "pipelineTemplateUri": pipeline.template_uri,
+        "serviceAccounts": {role: identity.email(role) for role in ROLES},
+    }
+
+
+def main(project_root: Path | None = None) -> dict[str, Any]:
+    """The Pulumi program: read the stack config once, build, export."""
+    outputs = build(from_pulumi(), project_root or PROJECT_ROOT)
+    for name, value in outputs.items():
+        pulumi.export(name, value)
+    return outputs

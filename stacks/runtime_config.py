@@ -1,0 +1,81 @@
+"""The app's :class:`~app.core.config.RuntimeConfig`, built from the stack's
+resource outputs and validated while the program runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.core.config import (
+    BigQueryWarehouseConfig,
+    ComposerConfig,
+    GcsLandingConfig,
+    RuntimeConfig,
+    SecretManagerConfig,
+    VertexEndpointConfig,
+    VertexModelRegistryConfig,
+    VertexOnlineStoreConfig,
+    VertexPipelineConfig,
+)
+from stacks.config import StackConfig
+
+
+@dataclass(frozen=True)
+class ResolvedOutputs:
+    """Plain values of the outputs the runtime config names (after apply)."""
+
+    raw_dataset: str
+    training_dataset: str
+    snapshot_dataset: str
+    online_store_id: str
+    feature_view_id: str
+    pipeline_root: str
+    template_uri: str
+    training_account: str
+    endpoint_id: str
+    landing_bucket: str
+    landing_subscription: str
+    composer_environment: str
+    card_key_version: str
+
+
+def build_runtime_config(cfg: StackConfig, out: ResolvedOutputs) -> RuntimeConfig:
+    """Raises pydantic's ValidationError if the outputs do not make a valid config,
+    which fails the deployment before anything is handed a broken config."""
+    p, r = cfg.project, cfg.region
+    return RuntimeConfig(
+        environment=cfg.environment,
+        warehouse=BigQueryWarehouseConfig(
+            project=p,
+            location=r,
+            raw_dataset=out.raw_dataset,
+            training_dataset=out.training_dataset,
+            snapshot_dataset=out.snapshot_dataset,
+            snapshot_expiration_days=cfg.warehouse.snapshot_expiration_days,
+        ),
+        online_store=VertexOnlineStoreConfig(
+            project=p,
+            location=r,
+            online_store_id=out.online_store_id,
+            feature_view_id=out.feature_view_id,
+        ),
+        pipeline=VertexPipelineConfig(
+            project=p,
+            location=r,
+            pipeline_root=out.pipeline_root,
+            template_uri=out.template_uri,
+            service_account=out.training_account,
+            trainer=cfg.pipeline.trainer,
+        ),
+        registry=VertexModelRegistryConfig(
+            project=p, location=r, model_display_name=f"fraud-mlops-{cfg.environment}"
+        ),
+        endpoint=VertexEndpointConfig(
+            project=p,
+            location=r,
+            endpoint_id=out.endpoint_id,
+            canary_traffic_percent=cfg.endpoint.canary_traffic_percent,
+        ),
+        landing=GcsLandingConfig(bucket=out.landing_bucket, subscription=out.landing_subscription),
+        orchestrator=ComposerConfig(project=p, location=r, environment=out.composer_environment),
+        card_key=SecretManagerConfig(secret_version=out.card_key_version),
+    )

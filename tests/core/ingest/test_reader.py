@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.core import cards
+from app.core.errors import InvalidInputError
+from app.core.ingest.reader import read_transactions
+
+HEADER = ",".join(f'"{c}"' for c in ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "Class"])
+
+
+def _row(time: str = "0", amount: str = "149.62", label: str = '"0"', v: str = "-1.5") -> str:
+    return ",".join([time, *([v] * 28), amount, label])
+
+
+def _write(tmp_path: Path, text: str, name: str = "f.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_read_transactions_kaggle_format_assigns_deterministic_cards(kaggle_csv: Path) -> None:
+    first = read_transactions(kaggle_csv, pool_size=50)
+    again = read_transactions(kaggle_csv, pool_size=50)
+    assert not first.had_card_column
+    assert len(first.frame) == 400
+    assert first.frame["card_number"].tolist() == again.frame["card_number"].tolist()
+    assert all(cards.luhn_valid(c) for c in first.frame["card_number"])
+    assert first.frame["card_number"].nunique() <= 50
+    assert first.frame["source_line"].tolist()[:3] == [2, 3, 4]
+
+
+def test_read_transactions_card_column_is_kept(small_csv: Path, small_data) -> None:  # type: ignore[no-untyped-def]
+    parsed = read_transactions(small_csv)
+    assert parsed.had_card_column
+    assert parsed.frame["card_number"].tolist() == small_data.frame["card_number"].tolist()
+    assert int(parsed.frame["label"].sum()) == int(small_data.frame["Class"].sum())
+
+
+def test_read_transactions_quoted_class_parses_to_int(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEADER + "\n" + _row(label='"1"') + "\n" + _row(time="5") + "\n")
+    frame = read_transactions(path).frame
+    assert frame["label"].tolist() == [1, 0]
+    assert frame["event_time"].tolist() == [0.0, 5.0]
+
+
+def test_read_transactions_wrong_header_names_line_and_column(tmp_path: Path) -> None:
+    bad = HEADER.replace('"V3"', '"V33"')
+    path = _write(tmp_path, f"{bad}\n{_row()}\n")
+    with pytest.raises(InvalidInputError) as info:
+        read_transactions(path)
+    assert info.value.location == "f.csv:1:4"
+    assert "'V3'" in str(info.value) and "'V33'" in str(info.value)
+
+
+def test_read_transactions_non_numeric_cell_names_line_and_column(tmp_path: Path) -> None:
+    rows = [_row(), _row(), _row(amount="12,5".replace(",", "x"))]
+    path = _write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InvalidInputError) as info:
+        read_transactions(path)
+    assert info.value.location == "f.csv:4:30"
+    assert "'Amount'" in str(info.value)
+
+
+def test_read_transactions_empty_file_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="empty") as info:
+        read_transactions(_write(tmp_path, ""))
+    assert info.value.location == "f.csv:1"
+
+
+def test_read_transactions_header_only_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="no data rows"):
+        read_transactions(_write(tmp_path, HEADER + "\n"))
+
+
+def test_read_transactions_truncated_last_line_is_rejected(tmp_path: Path) -> None:
+    full = HEADER + "\n" + _row() + "\n" + _row(time="7")
+    path = _write(tmp_path, full[: len(full) - 120])
+    with pytest.raises(InvalidInputError) as info:
+        read_transactions(path)
+    assert info.value.location == "f.csv:3"
+    assert "truncated" in str(info.value)
+
+
+def test_read_transactions_cut_inside_quoted_class_is_rejected(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEADER + "\n" + _row() + "\n" + _row()[:-1])
+    with pytest.raises(InvalidInputError) as info:
+        read_transactions(path)
+    assert info.value.location is not None and info.value.location.startswith("f.csv:3")
+
+
+def test_read_transactions_bad_class_value_is_rejected(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEADER + "\n" + _row(label='"2"') + "\n")
+    with pytest.raises(InvalidInputError, match="not 0 or 1") as info:
+        read_transactions(path)
+    assert info.value.location == "f.csv:2:31"
+
+
+def test_read_transactions_nan_and_negative_amount_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="finite"):
+        read_transactions(_write(tmp_path, f"{HEADER}\n{_row(v='nan')}\n"))
+    with pytest.raises(InvalidInputError, match="negative"):
+        read_transactions(_write(tmp_path, f"{HEADER}\n{_row(amount='-3')}\n", "g.csv"))
+
+
+def test_read_transactions_bad_card_hides_number(tmp_path: Path) -> None:
+    header = HEADER + ',"card_number"'
+    path = _write(tmp_path, f'{header}\n{_row()},"4242424242424241"\n')
+    with pytest.raises(InvalidInputError, match="Luhn") as info:
+        read_transactions(path)
+    assert info.value.location == "f.csv:2:32"
+    assert "4242424242424241" not in str(info.value)

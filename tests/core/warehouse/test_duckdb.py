@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.core import cards
+from app.core.errors import NotFoundError
+from app.core.ingest.reader import read_transactions
+from app.core.ports import PipelineResult
+from app.core.warehouse.duckdb import DuckDBWarehouse
+
+KEY = b"k" * 32
+
+
+def _raw_frame(path: Path) -> pd.DataFrame:
+    frame = read_transactions(path).frame
+    numbers = frame.pop("card_number")
+    frame.insert(1, "card_id", [cards.card_id(n, KEY) for n in numbers])
+    frame.insert(2, "card_masked", [cards.mask(n) for n in numbers])
+    return frame
+
+
+@pytest.fixture
+def wh(tmp_path: Path) -> DuckDBWarehouse:
+    return DuckDBWarehouse(tmp_path / "wh.duckdb")
+
+
+def test_load_raw_same_ingest_twice_adds_nothing(wh: DuckDBWarehouse, small_csv: Path) -> None:
+    frame = _raw_frame(small_csv)
+    first = wh.load_raw(frame, ingest_id="small.csv@aa", source_object="small.csv")
+    second = wh.load_raw(frame, ingest_id="small.csv@aa", source_object="small.csv")
+    assert (first.rows_loaded, first.already_loaded) == (3000, False)
+    assert (second.rows_loaded, second.already_loaded) == (0, True)
+    assert wh.table_counts()["raw.transactions"] == 3000
+    assert wh.has_ingest("small.csv@aa")
+
+
+def test_load_raw_failing_row_rolls_back_everything(wh: DuckDBWarehouse, small_csv: Path) -> None:
+    frame = _raw_frame(small_csv)
+    frame.loc[2999, "amount"] = np.nan
+    frame["amount"] = frame["amount"].astype(object).where(frame["amount"].notna(), None)
+    with pytest.raises(Exception, match="NOT NULL"):
+        wh.load_raw(frame, ingest_id="bad@1", source_object="bad.csv")
+    assert wh.table_counts()["raw.transactions"] == 0
+    assert not wh.has_ingest("bad@1")
+
+
+def test_build_training_table_features_are_point_in_time(wh: DuckDBWarehouse, tmp_path: Path) -> None:
+    header = ",".join(
+        f'"{c}"' for c in ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "Class", "card_number"]
+    )
+    card = cards.make_card_number(7)
+    other = cards.make_card_number(8)
+    rows = [(0, 10.0, card), (100, 30.0, card), (5000, 20.0, card), (200, 99.0, other)]
+    lines = [",".join([str(t), *["0.1"] * 28, str(a), '"0"', f'"{c}"']) for t, a, c in rows]
+    path = tmp_path / "pit.csv"
+    path.write_text(header + "\n" + "\n".join(lines) + "\n")
+    wh.load_raw(_raw_frame(path), ingest_id="pit@1", source_object="pit.csv")
+    assert wh.build_training_table() == 4
+    snap = wh.snapshot_training(ingest_id="pit@1", source_object="pit.csv")
+    t = wh.read_snapshot(snap.snapshot_id).sort_values("event_time")
+    mine = t[t["card_id"] == cards.card_id(card, KEY)]
+    assert mine["card_txn_count_1h"].tolist() == [1, 2, 1]
+    assert mine["card_txn_count_24h"].tolist() == [1, 2, 3]
+    assert mine["card_amount_sum_24h"].tolist() == [10.0, 40.0, 60.0]
+    assert mine["card_amount_max_24h"].tolist() == [10.0, 30.0, 30.0]
+    assert mine["secs_since_prev_txn"].isna().tolist() == [True, False, False]
+    assert mine["secs_since_prev_txn"].tolist()[1:] == [100.0, 4900.0]
+    latest = wh.latest_card_features(snap.snapshot_id).set_index("card_masked")
+    assert latest.loc[cards.mask(card), "event_time"] == 5000.0
+    assert latest.loc[cards.mask(other), "card_txn_count_24h"] == 1
+
+
+def test_snapshot_training_same_ingest_returns_same_snapshot(
+    wh: DuckDBWarehouse, small_csv: Path
+) -> None:
+    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv")
+    wh.build_training_table()
+    first = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
+    again = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
+    assert first == again
+    assert first.row_count == 3000
+    assert first.fraud_count == 60
+    assert first.snapshot_id.startswith("snap_0001_")
+    assert len(wh.list_snapshots()) == 1
+
+
+def test_snapshot_later_loads_leave_old_snapshot_unchanged(
+    wh: DuckDBWarehouse, small_csv: Path, kaggle_csv: Path
+) -> None:
+    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv")
+    wh.build_training_table()
+    first = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
+    wh.load_raw(_raw_frame(kaggle_csv), ingest_id="b@2", source_object="b.csv")
+    assert wh.build_training_table() == 3400
+    second = wh.snapshot_training(ingest_id="b@2", source_object="b.csv")
+    assert second.row_count == 3400
+    assert second.snapshot_id.startswith("snap_0002_")
+    assert wh.get_snapshot(first.snapshot_id).row_count == 3000
+    assert wh.snapshot_content_hash(first.snapshot_id) == first.content_hash
+    assert len(wh.read_snapshot(first.snapshot_id)) == 3000
+
+
+def test_get_snapshot_unknown_raises_not_found(wh: DuckDBWarehouse) -> None:
+    with pytest.raises(NotFoundError):
+        wh.get_snapshot("snap_9999_deadbeef")
+
+
+def test_record_training_run_round_trips(wh: DuckDBWarehouse) -> None:
+    result = PipelineResult("train-1", "snap_0001_x", True, "ok", {"auprc": 0.8}, "v0001")
+    wh.record_training_run(result)
+    assert wh.training_runs("snap_0001_x") == [result]
+    assert wh.training_runs("other") == []

@@ -1,0 +1,145 @@
+"""The whole local flow on real engines: landing -> Airflow DAG -> kfp.local pipeline ->
+DuckDB / SQLite stores -> functions-framework serving the function over HTTP.
+
+One module-scoped platform, exercised in order; each test asserts concrete values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from app.core import backends
+from app.core.config import GateConfig, RuntimeConfig
+from app.core.data.generate import GeneratedData, generate, write_csv
+from app.core.errors import InvalidInputError
+from app.core.ingest_cli import ingest
+from app.core.server import FunctionServer
+
+pytestmark = pytest.mark.e2e
+
+ROWS = 6000
+
+
+@dataclass
+class Platform:
+    cfg: RuntimeConfig
+    data: GeneratedData
+    csv: Path
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    tmp = tmp_path_factory.mktemp("e2e")
+    cfg = RuntimeConfig.local(tmp / "home")
+    # A modest bar: this small data set has ~24 holdout frauds.
+    cfg = cfg.model_copy(update={"gate": GateConfig(min_auprc=0.3, min_roc_auc=0.8)})
+    data = generate(ROWS, fraud_rate=0.02, seed=5)
+    csv = write_csv(data.frame, tmp / "transactions.csv")
+    report = ingest(cfg, csv, quiet=True)
+    assert report.ok, report
+    return Platform(cfg=cfg, data=data, csv=csv, tmp=tmp)
+
+
+@pytest.fixture(scope="module")
+def url(platform: Platform) -> Iterator[str]:
+    with FunctionServer(platform.cfg, log_path=platform.tmp / "function.log") as base:
+        yield base
+
+
+def test_first_ingest_loads_snapshots_syncs_and_deploys(platform: Platform) -> None:
+    wh = backends.warehouse(platform.cfg)
+    counts = wh.table_counts()
+    assert counts["raw.transactions"] == ROWS
+    assert counts["training.transactions"] == ROWS
+    (snap,) = wh.list_snapshots()
+    assert snap.row_count == ROWS
+    assert snap.fraud_count == int(platform.data.frame["Class"].sum())
+    assert wh.snapshot_content_hash(snap.snapshot_id) == snap.content_hash
+    sync = backends.online_store(platform.cfg).last_sync()
+    assert sync is not None and sync.snapshot_id == snap.snapshot_id
+    assert sync.cards == platform.data.frame["card_number"].nunique()
+    deployed = backends.endpoint(platform.cfg).deployed()
+    assert deployed is not None
+    assert deployed.version == "v0001"
+    assert deployed.snapshot_id == snap.snapshot_id
+    assert deployed.metrics["auprc"] >= 0.3
+    (run,) = wh.training_runs()
+    assert run.deployed and run.model_version == "v0001"
+
+
+def test_function_scores_known_cards_over_http(platform: Platform, url: str) -> None:
+    fraud = [requests.post(url, json={"card_number": c}, timeout=30) for c in platform.data.fraud_cards[:5]]
+    legit = [requests.post(url, json={"card_number": c}, timeout=30) for c in platform.data.legit_cards[:20]]
+    assert all(r.status_code == 200 for r in fraud + legit)
+    body = fraud[0].json()
+    card = platform.data.fraud_cards[0]
+    assert body["card"] == f"{card[:6]}******{card[-4:]}"
+    assert set(body) >= {"card", "fraud_probability", "is_fraud", "threshold", "model_version",
+                         "features_as_of"}
+    assert body["model_version"] == "v0001"
+    mean_fraud = sum(r.json()["fraud_probability"] for r in fraud) / len(fraud)
+    mean_legit = sum(r.json()["fraud_probability"] for r in legit) / len(legit)
+    assert mean_fraud > mean_legit
+    assert sum(r.json()["is_fraud"] for r in fraud) >= 3
+
+
+def test_function_error_codes_over_http(url: str) -> None:
+    assert requests.get(url, timeout=10).status_code == 405
+    assert requests.post(url, data="card_number=1", timeout=10).status_code == 415
+    bad = requests.post(url, json={"card_number": "4000 0000 0000 0001"}, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "card_number"
+    unknown = requests.post(url, json={"card_number": "4242424242424242"}, timeout=10)
+    assert unknown.status_code == 404
+    assert "4242424242424242" not in unknown.text
+
+
+def test_same_file_landed_again_adds_nothing_and_trains_once(platform: Platform) -> None:
+    report = ingest(platform.cfg, platform.csv, quiet=True)
+    assert report.ok
+    assert report.tasks["check_new_data"] == "success"
+    assert report.tasks["load_raw"] == "skipped"
+    assert report.tasks["run_training_pipeline"] == "skipped"
+    wh = backends.warehouse(platform.cfg)
+    assert wh.table_counts()["raw.transactions"] == ROWS
+    assert len(wh.list_snapshots()) == 1
+    assert len(wh.training_runs()) == 1
+
+
+def test_bad_file_fails_cleanly_and_touches_nothing(platform: Platform) -> None:
+    wh = backends.warehouse(platform.cfg)
+    before = (wh.table_counts(), wh.list_snapshots())
+    text = platform.csv.read_text()
+    truncated = platform.tmp / "truncated.csv"
+    truncated.write_text(text[: len(text) // 2])
+    report = ingest(platform.cfg, truncated, quiet=True)
+    assert not report.ok
+    assert report.tasks["load_raw"] == "failed"
+    assert report.error_type == "InvalidInputError"
+    assert report.error is not None and report.error.startswith("truncated.csv:")
+    with pytest.raises(InvalidInputError, match="truncated.csv"):
+        report.raise_for_error()
+    assert (wh.table_counts(), wh.list_snapshots()) == before
+    deployed = backends.endpoint(platform.cfg).deployed()
+    assert deployed is not None and deployed.version == "v0001"
+
+
+def test_gate_refuses_model_and_previous_keeps_serving(platform: Platform, url: str) -> None:
+    strict = platform.cfg.model_copy(update={"gate": GateConfig(min_auprc=0.9999, min_roc_auc=0.9999)})
+    report = ingest(strict, platform.csv, force=True, quiet=True)
+    assert report.ok and report.tasks["run_training_pipeline"] == "success"
+    wh = backends.warehouse(platform.cfg)
+    runs = wh.training_runs()
+    assert len(runs) == 2
+    assert not runs[-1].deployed
+    assert "0.9999" in runs[-1].gate_reason
+    assert wh.table_counts()["raw.transactions"] == ROWS
+    deployed = backends.endpoint(platform.cfg).deployed()
+    assert deployed is not None and deployed.version == "v0001"
+    resp = requests.post(url, json={"card_number": platform.data.fraud_cards[0]}, timeout=30)
+    assert resp.status_code == 200 and resp.json()["model_version"] == "v0001"

@@ -1,0 +1,118 @@
+"""The real function under functions-framework's Flask app (no server process needed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import flask
+import functions_framework
+import pandas as pd
+import pytest
+
+from app.core import cards
+from app.core.config import CONFIG_ENV, RuntimeConfig
+from app.core.online_store.sqlite import SQLiteOnlineStore
+from app.core.schema import MODEL_FEATURES
+from app.core.secrets import card_key
+from app.core.server import FUNCTION_SOURCE
+
+GOOD = "4000001234567899"
+
+
+@pytest.fixture
+def client(cfg: RuntimeConfig, monkeypatch: pytest.MonkeyPatch) -> Iterator[flask.testing.FlaskClient]:
+    monkeypatch.setenv(CONFIG_ENV, cfg.to_json())
+    app = functions_framework.create_app(target="predict", source=str(FUNCTION_SOURCE))
+    import main as function_main  # the module functions-framework loaded
+
+    function_main._scorer.cache_clear()
+    yield app.test_client()
+    function_main._scorer.cache_clear()
+
+
+def _sync_one_card(cfg: RuntimeConfig, number: str) -> None:
+    row = {"card_id": cards.card_id(number, card_key(cfg)), "card_masked": cards.mask(number),
+           "event_time": 1.0, **{f: 0.0 for f in MODEL_FEATURES}}
+    assert isinstance(cfg.online_store.path, Path)
+    SQLiteOnlineStore(cfg.online_store.path).sync(pd.DataFrame([row]), snapshot_id="snap_0001_x")
+
+
+def _error(resp) -> dict:  # type: ignore[no-untyped-def]
+    assert resp.headers["Content-Type"] == "application/json"
+    body = json.loads(resp.data)
+    assert "Traceback" not in resp.get_data(as_text=True)
+    return body["error"]
+
+
+def test_predict_get_is_405_with_allow(client: flask.testing.FlaskClient) -> None:
+    resp = client.get("/")
+    assert resp.status_code == 405
+    assert resp.headers["Allow"] == "POST"
+    assert _error(resp)["status"] == "METHOD_NOT_ALLOWED"
+
+
+def test_predict_form_body_is_415(client: flask.testing.FlaskClient) -> None:
+    resp = client.post("/", data={"card_number": GOOD})
+    assert resp.status_code == 415
+
+
+def test_predict_invalid_json_is_400(client: flask.testing.FlaskClient) -> None:
+    resp = client.post("/", data="{not json", content_type="application/json")
+    assert resp.status_code == 400
+    assert _error(resp)["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "fragment"),
+    [
+        ({}, "card_number", "required"),
+        ({"card_number": 4000001234567899}, "card_number", "string"),
+        ({"card_number": "4000-0012-3456-7898"}, "card_number", "Luhn"),
+        ({"card_number": "12ab"}, "card_number", "digits"),
+        ({"card_number": GOOD, "cvv": "123"}, "cvv", "unknown"),
+        ([GOOD], "body", "object"),
+    ],
+)
+def test_predict_bad_input_is_400_naming_field(
+    client: flask.testing.FlaskClient, body: object, field: str, fragment: str
+) -> None:
+    resp = client.post("/", json=body)
+    assert resp.status_code == 400
+    err = _error(resp)
+    assert err["field"] == field
+    assert fragment in err["message"]
+    assert "4000001234567898" not in resp.get_data(as_text=True)
+
+
+def test_predict_huge_body_is_413(client: flask.testing.FlaskClient) -> None:
+    resp = client.post("/", json={"card_number": "4" * 10_000})
+    assert resp.status_code == 413
+
+
+def test_predict_store_never_synced_is_503(client: flask.testing.FlaskClient) -> None:
+    resp = client.post("/", json={"card_number": GOOD})
+    assert resp.status_code == 503
+    assert _error(resp)["status"] == "UNAVAILABLE"
+
+
+def test_predict_unknown_card_is_404_masked(
+    client: flask.testing.FlaskClient, cfg: RuntimeConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    _sync_one_card(cfg, cards.make_card_number(1))
+    caplog.set_level(logging.DEBUG)
+    resp = client.post("/", json={"card_number": GOOD})
+    assert resp.status_code == 404
+    assert "400000******7899" in _error(resp)["message"]
+    assert GOOD not in resp.get_data(as_text=True)
+    assert GOOD not in caplog.text
+
+
+def test_predict_known_card_without_model_is_503(
+    client: flask.testing.FlaskClient, cfg: RuntimeConfig
+) -> None:
+    _sync_one_card(cfg, GOOD)
+    resp = client.post("/", json={"card_number": GOOD})
+    assert resp.status_code == 503

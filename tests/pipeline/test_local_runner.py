@@ -1,0 +1,154 @@
+"""The whole pipeline on kfp.local: real DuckDB, LightGBM, SQLite, one subprocess per step."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from app.core.config import (
+    GateConfig,
+    RuntimeConfig,
+    TrainingConfig,
+    VertexPipelineConfig,
+)
+from app.core.errors import ConfigError, PipelineFailedError
+from app.core.model.synthetic import synthetic_training_frame
+from app.core.ports import PipelineResult
+from app.core.registry.local import LocalModelEndpoint, LocalModelRegistry
+from app.core.schema import MODEL_FEATURES
+from app.pipeline.local_runner import KfpLocalPipelineRunner
+from tests.pipeline.snapshots import load_snapshot
+
+# Nothing but "no worse than the champion" can reject this candidate.
+ONLY_REGRESSION = GateConfig(min_auprc=0.0, min_roc_auc=0.0, max_auprc_regression=0.0)
+# A deliberately weak learner: ten shallow, tiny steps.
+WEAK = TrainingConfig(n_estimators=10, learning_rate=0.001, num_leaves=2, early_stopping_rounds=10)
+
+
+@dataclass(frozen=True)
+class Runs:
+    cfg: RuntimeConfig
+    snapshot_id: str
+    passed: PipelineResult
+    rejected: PipelineResult
+    deployed_between: str | None
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def runs(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    cfg = RuntimeConfig.local(home)
+    snapshot = load_snapshot(cfg)
+    with pytest.MonkeyPatch.context() as patch:
+        # Steps must find the app package from any working directory.
+        patch.chdir(tmp_path_factory.mktemp("elsewhere"))
+        passed = KfpLocalPipelineRunner(cfg).run(snapshot_id=snapshot.snapshot_id, run_name="r1")
+        deployed = LocalModelEndpoint(home / "registry.sqlite").deployed()
+        weak = cfg.model_copy(update={"gate": ONLY_REGRESSION, "training": WEAK})
+        rejected = KfpLocalPipelineRunner(weak).run(snapshot_id=snapshot.snapshot_id, run_name="r2")
+    return Runs(cfg, snapshot.snapshot_id, passed, rejected, deployed.version if deployed else None)
+
+
+def _registry(cfg: RuntimeConfig) -> LocalModelRegistry:
+    assert cfg.registry.kind == "local"
+    return LocalModelRegistry(cfg.registry.path, cfg.registry.artifacts_dir)
+
+
+@pytest.mark.slow
+def test_run_gate_passed_registers_and_deploys_v0001(runs: Runs) -> None:
+    result = runs.passed
+
+    assert result.deployed is True
+    assert result.model_version == "v0001"
+    assert result.run_name == "r1"
+    assert result.snapshot_id == runs.snapshot_id
+    assert result.gate_reason.startswith("Passed: AUPRC 0.9")
+    assert result.gate_reason.endswith("no model is deployed yet.")
+    assert runs.deployed_between == "v0001"
+    version = _registry(runs.cfg).get("v0001")
+    assert version.snapshot_id == runs.snapshot_id
+    assert version.metrics["auprc"] == result.metrics["auprc"]
+
+
+@pytest.mark.slow
+def test_run_metrics_show_auprc_far_above_the_fraud_rate(runs: Runs) -> None:
+    metrics = runs.passed.metrics
+
+    assert set(metrics) >= {"auprc", "roc_auc", "precision", "recall", "f1", "threshold"}
+    assert metrics["fraud_rate"] < 0.05
+    assert metrics["auprc"] > 0.8
+    assert metrics["roc_auc"] > 0.95
+    assert metrics["rows"] == 1000.0  # holdout_fraction 0.2 of 5000
+
+
+@pytest.mark.slow
+def test_run_gate_rejected_for_regression_keeps_pointer_and_skips_register(
+    runs: Runs, home: Path
+) -> None:
+    result = runs.rejected
+
+    assert result.deployed is False
+    assert result.model_version is None
+    assert "is worse than deployed v0001's 0.9" in result.gate_reason
+    assert result.metrics["auprc"] < runs.passed.metrics["auprc"]
+    endpoint = LocalModelEndpoint(home / "registry.sqlite")
+    live = endpoint.deployed()
+    assert live is not None and live.version == "v0001"
+    assert [d.version for d in endpoint.history()] == ["v0001"]
+    assert [v.version for v in _registry(runs.cfg).list_versions()] == ["v0001"]
+    # The gate-passed branch never ran: no step directory was created for it.
+    assert not list((home / "pipeline_root" / "r2").glob("*/register-model"))
+    assert list((home / "pipeline_root" / "r2").glob("*/keep-deployed-model"))
+
+
+@pytest.mark.slow
+def test_run_deployed_model_scores_through_the_endpoint(runs: Runs, home: Path) -> None:
+    row = synthetic_training_frame(10, seed=99).iloc[0]
+    features = {name: float(row[name]) for name in MODEL_FEATURES}
+
+    prediction = LocalModelEndpoint(home / "registry.sqlite").predict(features)
+
+    assert prediction.model_version == "v0001"
+    assert prediction.threshold == runs.passed.metrics["threshold"]
+    assert 0.0 <= prediction.probability <= 1.0
+
+
+@pytest.mark.slow
+def test_run_writes_pr_curve_html_and_step_log(runs: Runs, home: Path) -> None:
+    run_root = home / "pipeline_root" / "r1"
+
+    (pr_curve,) = run_root.glob("*/evaluate-model/pr_curve")
+    assert 'src="data:image/png;base64,' in pr_curve.read_text()
+    log = re.sub(r"\x1b\[[0-9;]*m", "", (run_root / "run.log").read_text())
+    assert "Task 'deploy-model' finished with status SUCCESS" in log
+
+
+@pytest.mark.slow
+def test_run_unknown_snapshot_raises_pipeline_failed_naming_the_step(runs: Runs) -> None:
+    with pytest.raises(PipelineFailedError) as caught:
+        KfpLocalPipelineRunner(runs.cfg).run(snapshot_id="snap_9999_missing", run_name="r3")
+
+    message = str(caught.value)
+    assert "training run 'r3' failed at step 'build-dataset'" in message
+    assert "NotFoundError: snapshot 'snap_9999_missing' does not exist" in message
+
+
+def test_runner_non_local_pipeline_config_raises_config_error(tmp_path: Path) -> None:
+    vertex = VertexPipelineConfig(
+        project="p",
+        location="europe-west1",
+        pipeline_root="gs://bucket/root",
+        template_uri="gs://bucket/pipeline.yaml",
+        service_account="sa@p.iam.gserviceaccount.com",
+    )
+    cfg = RuntimeConfig.local(tmp_path).model_copy(update={"pipeline": vertex})
+
+    with pytest.raises(ConfigError, match="kfp_local"):
+        KfpLocalPipelineRunner(cfg)
