@@ -1,12 +1,17 @@
 """Who may do what, bound at the narrowest scope GCP offers for each grant.
 
-Every binding here is also declared, with its reason, in
-:mod:`stacks.iam_matrix`; a test holds the two to each other.
+Grants that another component must have in place before it can create its own
+resources live with that component (the storage agent's publish right in
+:mod:`components.landing`, the build account's and the callers' in
+:mod:`components.prediction_function`, key grants in :mod:`components.security`);
+every other grant is here. All of them are declared, with a reason, in
+:mod:`stacks.iam_matrix`, and a test holds the program to that table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +37,16 @@ class AccessArgs:
     feature_store: FeatureStore
     pipeline: Pipeline
     card_key: CardKeySecret
+    # Principals that upload to the landing bucket.
+    landing_writers: Sequence[str] = ()
 
     def validate(self) -> None:
         missing = {"orchestration", "training", "sync", "inference"} - set(self.identity.accounts)
         if missing:
             raise ValueError(f"AccessArgs.identity: missing accounts {sorted(missing)}")
+        public = {"allUsers", "allAuthenticatedUsers"} & set(self.landing_writers)
+        if public:
+            raise ValueError(f"AccessArgs.landing_writers: {sorted(public)} is public")
 
 
 class Access(Component):
@@ -55,18 +65,18 @@ class Access(Component):
             args.pipeline,
         )
 
-        # Google-managed agents that act for us on our resources.
+        # Google-managed agents that act for us on our resources. Vertex AI's is
+        # created on demand (it may not exist yet on a new project); Composer's
+        # exists once its API is on.
         vertex_agent = gcp.projects.ServiceIdentity(
             self.n("vertex-agent"),
             project=args.project,
             service="aiplatform.googleapis.com",
             opts=self.child(),
         )
-        composer_agent = gcp.projects.ServiceIdentity(
-            self.n("composer-agent"),
-            project=args.project,
-            service="composer.googleapis.com",
-            opts=self.child(),
+        number = gcp.organizations.get_project_output(project_id=args.project).number
+        composer_agent = pulumi.Output.format(
+            "serviceAccount:service-{0}@cloudcomposer-accounts.iam.gserviceaccount.com", number
         )
 
         # --- orchestration: the Composer environment --------------------------
@@ -91,10 +101,10 @@ class Access(Component):
         self._bucket(train, "training", "roles/storage.objectAdmin", pipe.bucket, "root")
         self._account(train, "training", "roles/iam.serviceAccountUser", "training")
 
-        # --- sync: refreshes the feature view's source table -------------------
+        # --- sync: rebuilds the feature view's source table from a snapshot ------
         sync = ident.member("sync")
         self._project(sync, "sync", "roles/bigquery.jobUser")
-        self._table(sync, "sync", "roles/bigquery.dataViewer", wh.training_table, "examples")
+        self._dataset(sync, "sync", "roles/bigquery.dataViewer", wh.snapshots, "snapshot")
         self._table(sync, "sync", "roles/bigquery.dataEditor", wh.feature_table, "features")
 
         # --- inference: the prediction function --------------------------------
@@ -120,9 +130,16 @@ class Access(Component):
         )
         self._secret(infer, "inference")
 
+        # --- uploaders: write new files, read nothing -------------------------------
+        for member in args.landing_writers:
+            digest = hashlib.sha256(member.encode()).hexdigest()[:8]
+            self._bucket(
+                member, f"writer-{digest}", "roles/storage.objectCreator", land.bucket, "landing"
+            )
+
         # --- service agents ------------------------------------------------------
         self._account(
-            composer_agent.member,
+            composer_agent,
             "composer-agent",
             "roles/composer.ServiceAgentV2Ext",
             "orchestration",

@@ -102,8 +102,7 @@ class PredictionFunction(Component):
             location=args.region,
             labels=args.labels,
             kms_key_name=args.kms_key_name,
-            # Source archives are rebuilt from git; nothing here needs protecting.
-            deletion_protection=False,
+            deletion_protection=args.deletion_protection,
             versioning=False,
             opts=self.child(),
             depends_on=args.kms_ready,

@@ -1,5 +1,8 @@
-"""BigQuery: raw, training, snapshot and prediction-log datasets, and the tables
-whose schemas come from :mod:`app.core.schema` (the definition the app uses)."""
+"""BigQuery: raw, training, snapshot, feature and prediction-log datasets, and the
+tables whose schemas come from :mod:`app.core.schema` (the definition the app uses).
+
+The feature view's source table has a dataset of its own so that only the sync
+account can write it (the orchestration account edits the training dataset)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ _DATASET_ID = re.compile(r"^[a-z][a-z0-9_]{0,1000}$")
 _DAY_MS = 24 * 60 * 60 * 1000
 
 RAW_TABLE = "transactions"
-TRAINING_TABLE = "examples"
+TRAINING_TABLE = "transactions"
 FEATURE_TABLE = "card_features"
 
 
@@ -49,6 +52,7 @@ class Warehouse(Component):
     raw: gcp.bigquery.Dataset
     training: gcp.bigquery.Dataset
     snapshots: gcp.bigquery.Dataset
+    features: gcp.bigquery.Dataset
     predictions: gcp.bigquery.Dataset
     raw_table: gcp.bigquery.Table
     training_table: gcp.bigquery.Table
@@ -62,12 +66,15 @@ class Warehouse(Component):
         self._args = args
 
         self.raw = self._dataset("raw", "Transactions as landed, card numbers replaced by HMACs")
-        self.training = self._dataset("training", "Point-in-time training examples and features")
+        self.training = self._dataset("training", "Point-in-time training rows with card features")
         self.snapshots = self._dataset(
             "snapshot",
             "Table snapshots that pin each training run's data",
             # Snapshots are for lineage and rollback; they expire on their own.
             expiration_ms=args.snapshot_expiration_days * _DAY_MS,
+        )
+        self.features = self._dataset(
+            "features", "Latest features per card: the online feature view's source"
         )
         self.predictions = self._dataset(
             "predictions", "Endpoint request/response log written by Vertex AI"
@@ -82,16 +89,16 @@ class Warehouse(Component):
             partition_field="loaded_at",
         )
         self.training_table = self._table(
-            "training-examples",
+            "training-transactions",
             self.training,
             TRAINING_TABLE,
             TRAINING_SCHEMA,
-            "Training examples with point-in-time card features",
+            "Training rows with point-in-time card features",
             clustering=["card_id"],
         )
         self.feature_table = self._table(
             "feature-source",
-            self.training,
+            self.features,
             FEATURE_TABLE,
             FEATURE_VIEW_SCHEMA,
             "Latest features per card: the online feature view's source",
@@ -103,6 +110,7 @@ class Warehouse(Component):
                 "raw_dataset": self.raw.dataset_id,
                 "training_dataset": self.training.dataset_id,
                 "snapshot_dataset": self.snapshots.dataset_id,
+                "features_dataset": self.features.dataset_id,
                 "predictions_dataset": self.predictions.dataset_id,
                 "feature_table": self.feature_table.table_id,
             }
@@ -126,8 +134,9 @@ class Warehouse(Component):
             labels=dict(a.labels),
             default_table_expiration_ms=expiration_ms,
             default_encryption_configuration=encryption,
-            # Never drop tables with the dataset: destroying data must be deliberate.
-            delete_contents_on_destroy=False,
+            # Tables the app creates (snapshots, the prediction log) go with the
+            # dataset only where the stack is deletable at all.
+            delete_contents_on_destroy=not a.deletion_protection,
             opts=self.child(protect=a.deletion_protection),
         )
 

@@ -92,11 +92,25 @@ class FunctionSettings(_Group):
     def _bounds(self) -> FunctionSettings:
         if self.max_instances < self.min_instances:
             raise ValueError("maxInstances must be >= minInstances")
-        for member in self.invokers:
-            if not _PRINCIPAL.match(member):
-                raise ValueError(
-                    f"invokers: {member!r} is not a principal such as user:… or serviceAccount:…"
-                )
+        _check_principals("invokers", self.invokers)
+        return self
+
+
+def _check_principals(field: str, members: tuple[str, ...]) -> None:
+    for member in members:
+        if not _PRINCIPAL.match(member):
+            raise ValueError(
+                f"{field}: {member!r} is not a principal such as user:… or serviceAccount:…"
+            )
+
+
+class LandingSettings(_Group):
+    # Principals that upload files to the landing bucket (objectCreator, no read).
+    writers: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _members(self) -> LandingSettings:
+        _check_principals("writers", self.writers)
         return self
 
 
@@ -145,6 +159,7 @@ class StackConfig(BaseModel):
     deletion_protection: bool = Field(default=True, alias="deletionProtection")
     labels: dict[str, str] = Field(default_factory=dict)
     warehouse: WarehouseSettings = WarehouseSettings()
+    landing: LandingSettings = LandingSettings()
     feature_store: FeatureStoreSettings = Field(
         default_factory=FeatureStoreSettings, alias="featureStore"
     )
@@ -259,7 +274,7 @@ def describe(exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if key not in known:
             # A cross-field check: its message starts with the key it is about.
-            first = msg.split(" ", 1)[0]
+            first = msg.split(" ", 1)[0].rstrip(":")
             for candidate in (f"{key}.{first}", first):
                 if candidate.strip(".") in known:
                     key = candidate.strip(".")

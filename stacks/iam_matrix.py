@@ -135,12 +135,17 @@ TABLE: tuple[Grant, ...] = (
         "launches custom training jobs as itself",
     ),
     # --- sync -------------------------------------------------------------------------
-    Grant("sa:sync", "roles/bigquery.dataViewer", "table:examples", "reads the training examples"),
+    Grant(
+        "sa:sync",
+        "roles/bigquery.dataViewer",
+        "dataset:snapshot",
+        "computes each card's latest features from the run's snapshot",
+    ),
     Grant(
         "sa:sync",
         "roles/bigquery.dataEditor",
         "table:features",
-        "writes the latest features per card",
+        "writes the latest features per card; nobody else can",
     ),
     # --- inference ------------------------------------------------------------------
     Grant(
@@ -166,6 +171,13 @@ TABLE: tuple[Grant, ...] = (
         "reads the function's source archive",
     ),
     Grant("sa:build", "roles/artifactregistry.writer", "repository", "pushes the function's image"),
+    # --- uploaders ---------------------------------------------------------------
+    Grant(
+        "landing-writers",
+        "roles/storage.objectCreator",
+        "bucket:landing",
+        "principals named in landing.writers upload files; they cannot read or overwrite",
+    ),
     # --- callers ----------------------------------------------------------------------
     Grant(
         "invokers",
@@ -243,8 +255,8 @@ def resource_names(cfg: StackConfig) -> dict[str, str]:
         "dataset:training": f"{bq}/{n.dataset('training')}",
         "dataset:snapshot": f"{bq}/{n.dataset('snapshot')}",
         "dataset:predictions": f"{bq}/{n.dataset('predictions')}",
-        "table:examples": f"{bq}/{n.dataset('training')}/tables/examples",
-        "table:features": f"{bq}/{n.dataset('training')}/tables/card_features",
+        "dataset:features": f"{bq}/{n.dataset('features')}",
+        "table:features": f"{bq}/{n.dataset('features')}/tables/card_features",
         "bucket:landing": f"//storage.googleapis.com/projects/_/buckets/{n.bucket('landing')}",
         "bucket:root": f"//storage.googleapis.com/projects/_/buckets/{n.bucket('pipeline')}",
         "bucket:source": f"//storage.googleapis.com/projects/_/buckets/{n.bucket('fn-source')}",
@@ -278,6 +290,8 @@ def _members(symbol: str, cfg: StackConfig, project_number: str) -> list[str]:
         return [f"serviceAccount:{agent_email(name, project_number)}"]
     if symbol == "invokers":
         return list(cfg.function.invokers)
+    if symbol == "landing-writers":
+        return list(cfg.landing.writers)
     return [symbol]
 
 

@@ -120,7 +120,8 @@ def components(registrations: list[Registration]) -> dict[str, dict[str, Any]]:
         entry["by_type"][r.type] += 1
     for entry in out.values():
         entry["by_type"] = dict(sorted(entry["by_type"].items()))
-    return out
+    # Registration order depends on scheduling; a reviewer diffs plans by name.
+    return dict(sorted(out.items()))
 
 
 def _plain(value: Any) -> Any:
@@ -141,6 +142,9 @@ def key_inputs(r: Registration) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in sorted(r.inputs.items()):
         if k == "__defaults":
+            continue
+        if any(path == k or path.startswith(f"{k}.") for path in r.secret_inputs):
+            out[k] = "[secret]"
             continue
         if k in _BULKY and isinstance(v, str):
             if k == "schema":

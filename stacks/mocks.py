@@ -27,6 +27,23 @@ _AGENT_DOMAINS = {
 }
 
 
+_SIG_KEY = "4dabf18193072939515e22adb298388d"  # Pulumi's wire marker for special values
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def unwrap_secrets(value: Any, path: str = "", found: list[str] | None = None) -> Any:
+    """The value with Pulumi's secret envelopes removed; ``found`` collects their paths."""
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            if found is not None:
+                found.append(path)
+            return unwrap_secrets(value.get("value"), path, found)
+        return {k: unwrap_secrets(v, f"{path}.{k}".lstrip("."), found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v, path, found) for v in value]
+    return value
+
+
 @dataclass
 class Registration:
     urn: str
@@ -37,6 +54,8 @@ class Registration:
     protect: bool
     inputs: dict[str, Any]
     depends_on: tuple[str, ...] = ()
+    # Inputs the provider marks secret (shown masked in plans).
+    secret_inputs: tuple[str, ...] = ()
 
     @property
     def parent_name(self) -> str:
@@ -138,7 +157,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             from pulumi.runtime import rpc
 
-            inputs = rpc.deserialize_properties(request.object)
+            secrets: list[str] = []
+            inputs = unwrap_secrets(dict(rpc.deserialize_properties(request.object)), "", secrets)
             self.registrations.append(
                 Registration(
                     urn=response.urn,
@@ -147,8 +167,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     parent_urn=request.parent,
                     custom=bool(request.custom),
                     protect=bool(request.protect),
-                    inputs=dict(inputs),
+                    inputs=inputs,
                     depends_on=tuple(request.dependencies),
+                    secret_inputs=tuple(secrets),
                 )
             )
         return response

@@ -69,7 +69,7 @@ def parse(values: Mapping[str, str]) -> StackConfig:
     return load(lambda key: values.get(prefix + key))
 
 
-def run_plan(root: Path, stack: str, *, build_dir: Path | None = None) -> dict[str, Any]:
+def run_plan(root: Path, stack: str) -> dict[str, Any]:
     """Run the program for ``stack`` under mocks; return the plan as plain data."""
     from stacks import program
 
@@ -79,12 +79,12 @@ def run_plan(root: Path, stack: str, *, build_dir: Path | None = None) -> dict[s
     template = Path(cfg.pipeline.template_path)
     template = template if template.is_absolute() else root / template
     if not template.is_file():
-        scratch = build_dir or Path(tempfile.mkdtemp(prefix="fraud-mlops-plan-"))
-        placeholder = scratch / "pipeline.yaml"
+        # A fixed path, so that two plans of the same tree print the same JSON.
+        placeholder = Path(tempfile.gettempdir()) / "fraud-mlops-plan" / "pipeline.yaml"
+        placeholder.parent.mkdir(parents=True, exist_ok=True)
         placeholder.write_text(PLACEHOLDER_TEMPLATE)
         values[f"{NAMESPACE}:pipeline.templatePath"] = str(placeholder)
-        notes.append(f"{template} is not built: planned with a placeholder template")
-
+        notes.append(f"{template} is not built (make compile): planned with a placeholder")
     run = run_with_mocks(lambda: program.main(root), project=NAMESPACE, stack=stack, config=values)
     return report(cfg, stack, run, notes)
 
@@ -139,7 +139,7 @@ def report(cfg: StackConfig, stack: str, run: MockRun, notes: list[str]) -> dict
             "protect": r.protect,
             "inputs": key_inputs(r) if r.custom else {},
         }
-        for r in run.registrations
+        for r in sorted(run.registrations, key=lambda r: (r.parent_name, r.type, r.name))
     ]
     return {
         "stack": stack,

@@ -166,6 +166,7 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
             feature_store=feature_store,
             pipeline=pipeline,
             card_key=card_key,
+            landing_writers=cfg.landing.writers,
         ),
         after_apis,
     )
@@ -258,6 +259,7 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
         "functionUrl": function.url,
         "composerEnvironment": orchestration.environment.name,
         "composerBucket": orchestration.bucket,
+        "airflowUri": orchestration.environment.config.apply(lambda c: c.airflow_uri),
         "landingBucket": landing.bucket.name,
         "pipelineTemplateUri": pipeline.template_uri,
         "serviceAccounts": {role: identity.email(role) for role in ROLES},

@@ -21,7 +21,7 @@ from pathlib import Path
 from kfp import local
 
 from app.core.config import KfpLocalPipelineConfig, RuntimeConfig
-from app.core.errors import ConfigError, PipelineFailedError
+from app.core.errors import ConfigError, InvalidInputError, PipelineFailedError
 from app.core.ports import PipelineResult
 from app.pipeline.pipeline import fraud_training_pipeline
 
@@ -29,6 +29,8 @@ LOG_FILE = "run.log"
 
 # kfp.local keeps its settings in one process-wide object: one run at a time per process.
 _RUN_LOCK = threading.Lock()
+# A run name becomes a directory under the pipeline root: no separators, no "..".
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FAILED_TASK = re.compile(r"Inner task failed: '([^']+)'")
 _EXCEPTION_LINE = re.compile(r"^\s*((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception)\b.*)$")
@@ -45,6 +47,11 @@ class KfpLocalPipelineRunner:
 
     def run(self, *, snapshot_id: str, run_name: str) -> PipelineResult:
         """Run to the end; the step logs go to ``<pipeline_root>/<run_name>/run.log``."""
+        if not _RUN_NAME.match(run_name):
+            raise InvalidInputError(
+                f"run name {run_name!r} must be letters, digits, '.', '_' or '-'",
+                location="run_name",
+            )
         run_root = self.pipeline_root / run_name
         run_root.mkdir(parents=True, exist_ok=True)
         log_path = run_root / LOG_FILE

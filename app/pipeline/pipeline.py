@@ -47,6 +47,7 @@ def fraud_training_pipeline(config_json: str, snapshot_id: str) -> TrainingOutpu
     # The gate, register and deploy read or change registry state: a cached result is wrong.
     decision.set_caching_options(enable_caching=False)
 
+    # KFP builds the branch condition from an explicit comparison, hence "== True".
     with dsl.If(decision.outputs["passed"] == True, name="gate-passed"):  # noqa: E712
         registered = register_model(
             config_json=config_json,

@@ -14,7 +14,7 @@ from app.core.config import (
     TrainingConfig,
     VertexPipelineConfig,
 )
-from app.core.errors import ConfigError, PipelineFailedError
+from app.core.errors import ConfigError, InvalidInputError, PipelineFailedError
 from app.core.model.synthetic import synthetic_training_frame
 from app.core.ports import PipelineResult
 from app.core.registry.local import LocalModelEndpoint, LocalModelRegistry
@@ -152,3 +152,12 @@ def test_runner_non_local_pipeline_config_raises_config_error(tmp_path: Path) ->
 
     with pytest.raises(ConfigError, match="kfp_local"):
         KfpLocalPipelineRunner(cfg)
+
+
+def test_run_name_with_a_path_separator_raises_invalid_input(tmp_path: Path) -> None:
+    runner = KfpLocalPipelineRunner(RuntimeConfig.local(tmp_path))
+
+    with pytest.raises(InvalidInputError, match="run name '../escape'"):
+        runner.run(snapshot_id="snap_0001_x", run_name="../escape")
+
+    assert not (tmp_path / "escape").exists()

@@ -55,7 +55,7 @@ def generate(
     legit_time = rng.integers(0, TWO_DAYS, n_legit)
     legit_v = rng.normal(0.0, _SCALES, (n_legit, len(PCA_COLUMNS)))
     # Hard negatives: a few legit rows that look like fraud.
-    hard = rng.random(n_legit) < 0.004
+    hard = rng.random(n_legit) < 0.0015
     legit_v[hard] += _shift_vector(0.8) * rng.uniform(0.5, 1.0, (hard.sum(), 1))
     legit_amount = np.round(rng.lognormal(3.2, 1.3, n_legit), 2)
 

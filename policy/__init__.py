@@ -1,0 +1,1 @@
+"""The fraud-mlops guardrails policy pack (pulumi-policy)."""

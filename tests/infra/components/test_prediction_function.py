@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+
+import pulumi_gcp as gcp
+import pytest
+
+from components.prediction_function import PredictionFunction, PredictionFunctionArgs
+from tests.infra.conftest import assert_component_shape, run_component
+
+FUNCTION = "gcp:cloudfunctionsv2/function:Function"
+INVOKER = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
+CONFIG_JSON = '{"environment": "dev"}'
+
+
+def _build(source_root: Path, build_dir: Path, **overrides: object) -> PredictionFunction:
+    build_sa = gcp.serviceaccount.Account("build-sa", account_id="fmo-test-build", project="p")
+    base: dict[str, object] = dict(
+        project="fraud-mlops-test",
+        region="us-central1",
+        function_name="fraud-mlops-test-predict",
+        source_bucket_name="fraud-mlops-test-fn-source",
+        repository_id="fraud-mlops-test-functions",
+        source_root=source_root,
+        runtime_config_json=CONFIG_JSON,
+        inference_account_email="fmo-test-inference@p.iam.gserviceaccount.com",
+        build_account=build_sa,
+        min_instances=1,
+        max_instances=4,
+        memory="512Mi",
+        deletion_protection=False,
+        invokers=("user:analyst@example.com",),
+        build_dir=build_dir,
+    )
+    base.update(overrides)
+    return PredictionFunction("prediction", PredictionFunctionArgs(**base))  # type: ignore[arg-type]
+
+
+def test_prediction_function_runs_as_inference_account_with_runtime_config(
+    source_root: Path, tmp_path: Path
+) -> None:
+    run = run_component(lambda: _build(source_root, tmp_path))
+
+    assert_component_shape(
+        run, "prediction", "fraud-mlops:gcp:PredictionFunction", inputs=("build-sa",)
+    )
+    (fn,) = run.of_type(FUNCTION)
+    service = fn.inputs["serviceConfig"]
+    assert service["serviceAccountEmail"] == "fmo-test-inference@p.iam.gserviceaccount.com"
+    assert service["environmentVariables"] == {"FRAUD_MLOPS_CONFIG": CONFIG_JSON}
+    assert (service["minInstanceCount"], service["maxInstanceCount"]) == (1, 4)
+    build = fn.inputs["buildConfig"]
+    assert build["entryPoint"] == "predict" and build["runtime"] == "python311"
+    assert (
+        build["serviceAccount"]
+        == "projects/p/serviceAccounts/fmo-test-build@p.iam.gserviceaccount.com"
+    )
+
+
+def test_prediction_function_source_object_is_content_addressed(
+    source_root: Path, tmp_path: Path
+) -> None:
+    run = run_component(lambda: _build(source_root, tmp_path))
+
+    (obj,) = run.of_type("gcp:storage/bucketObject:BucketObject")
+    archive = Path(obj.inputs["source"].path).read_bytes()
+    digest = hashlib.sha256(archive).hexdigest()
+    assert obj.inputs["name"] == f"function-source/{digest[:20]}.zip"
+    (fn,) = run.of_type(FUNCTION)
+    assert fn.inputs["buildConfig"]["source"]["storageSource"]["object"] == obj.inputs["name"]
+
+
+def test_prediction_function_archive_has_entry_shim_and_app_code(
+    source_root: Path, tmp_path: Path
+) -> None:
+    run = run_component(lambda: _build(source_root, tmp_path))
+
+    (obj,) = run.of_type("gcp:storage/bucketObject:BucketObject")
+    zf = zipfile.ZipFile(io.BytesIO(Path(obj.inputs["source"].path).read_bytes()))
+    assert "from app.function.main import predict" in zf.read("main.py").decode()
+    assert {"requirements.txt", "app/core/config.py", "app/function/main.py"} <= set(zf.namelist())
+
+
+def test_prediction_function_invokers_get_run_invoker_on_its_service(
+    source_root: Path, tmp_path: Path
+) -> None:
+    run = run_component(lambda: _build(source_root, tmp_path))
+
+    (grant,) = run.of_type(INVOKER)
+    assert grant.inputs["name"] == "fraud-mlops-test-predict"
+    assert (grant.inputs["role"], grant.inputs["member"]) == (
+        "roles/run.invoker",
+        "user:analyst@example.com",
+    )
+
+
+def test_prediction_function_public_flag_adds_all_users(source_root: Path, tmp_path: Path) -> None:
+    run = run_component(lambda: _build(source_root, tmp_path, public=True))
+
+    assert {r.inputs["member"] for r in run.of_type(INVOKER)} == {
+        "user:analyst@example.com",
+        "allUsers",
+    }
+
+
+def test_prediction_function_build_waits_for_build_grants(
+    source_root: Path, tmp_path: Path
+) -> None:
+    run = run_component(lambda: _build(source_root, tmp_path))
+
+    (fn,) = run.of_type(FUNCTION)
+    grants = [r for r in run.registrations if r.name.startswith("prediction-build-")]
+    assert len(grants) == 3
+    assert {g.urn for g in grants} <= set(fn.depends_on)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"invokers": ("allUsers",)}, "invokers"),
+        ({"invokers": ("allAuthenticatedUsers",)}, "invokers"),
+        ({"invokers": ("alice@example.com",)}, "invokers"),
+        ({"min_instances": 5, "max_instances": 2}, "max_instances"),
+        ({"function_name": "Predict_Fn"}, "function_name"),
+    ],
+)
+def test_prediction_function_args_invalid_value_raises_naming_field(
+    source_root: Path, tmp_path: Path, overrides: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValueError, match=f"PredictionFunctionArgs.{field}"):
+        run_component(lambda: _build(source_root, tmp_path, **overrides))

@@ -1,0 +1,113 @@
+"""The IAM bindings the program really creates equal the declared table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from stacks.iam_matrix import BASIC_ROLES, PUBLIC_MEMBERS, TABLE, Binding, expected_bindings
+from stacks.inventory import bindings
+from stacks.mocks import PROJECT_NUMBER, MockRun, Registration
+from stacks.plan import parse, stack_config
+from tests.infra.conftest import ROOT, run_program
+
+
+def _actual(run: MockRun) -> Counter[Binding]:
+    return Counter(b for b, _ in bindings(run.registrations))
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_iam_matrix_equals_declared_least_privilege_table(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    run: MockRun = request.getfixturevalue(f"{stack}_run")
+    expected = expected_bindings(parse(stack_config(ROOT, stack)), PROJECT_NUMBER)
+    actual = _actual(run)
+
+    assert sorted(set(actual) - set(expected)) == [], "bindings created but not declared"
+    assert sorted(set(expected) - set(actual)) == [], "bindings declared but not created"
+    assert [b for b, n in actual.items() if n > 1] == [], "a binding is made twice"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_iam_matrix_has_no_basic_role_and_no_public_principal(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    run: MockRun = request.getfixturevalue(f"{stack}_run")
+    actual = set(_actual(run))
+
+    assert len(actual) > 20  # the check looks at the real matrix
+    assert [b for b in actual if b.role in BASIC_ROLES] == []
+    assert [b for b in actual if b.member in PUBLIC_MEMBERS] == []
+
+
+def test_iam_matrix_prod_grants_the_key_to_agents_only(prod_run: MockRun) -> None:
+    kms = [b for b in _actual(prod_run) if b.resource.startswith("//cloudkms.")]
+
+    assert len(kms) == 6
+    assert all(
+        b.member.startswith("serviceAccount:") and "gserviceaccount" in b.member for b in kms
+    )
+    assert not [b for b in kms if "fmo-prod-" in b.member]
+
+
+def test_iam_matrix_public_flag_adds_only_all_users_invoker(
+    tmp_path: Path, dev_run: MockRun
+) -> None:
+    run = run_program("dev", tmp_path, **{"function.public": "true"})
+    cfg = parse({**stack_config(ROOT, "dev"), "fraud-mlops:function.public": "true"})
+
+    added = set(_actual(run)) - set(_actual(dev_run))
+    assert [(b.member, b.role) for b in added] == [("allUsers", "roles/run.invoker")]
+    assert set(_actual(run)) == set(expected_bindings(cfg, PROJECT_NUMBER))
+
+
+def test_iam_matrix_inference_reaches_only_view_endpoint_and_secret(dev_run: MockRun) -> None:
+    scopes = {
+        b.resource.split("/")[2] + ":" + b.resource.rsplit("/", 2)[-2]
+        for b in _actual(dev_run)
+        if "fmo-dev-inference@" in b.member
+    }
+
+    assert scopes == {
+        "aiplatform.googleapis.com:featureViews",
+        "aiplatform.googleapis.com:endpoints",
+        "secretmanager.googleapis.com:secrets",
+    }
+
+
+def test_iam_table_project_level_grants_each_listed_once_with_reason() -> None:
+    project_level = [(g.member, g.role) for g in TABLE if g.resource == "project"]
+
+    assert len(project_level) == len(set(project_level))
+    assert all(g.reason for g in TABLE)
+    # The roles GCP offers no narrower scope for; anything else belongs on a resource.
+    assert {role for _, role in project_level} == {
+        "roles/composer.worker",
+        "roles/bigquery.jobUser",
+        "roles/aiplatform.user",
+        "roles/logging.logWriter",
+    }
+
+
+def _registration(type_token: str, **inputs: str) -> Registration:
+    return Registration(
+        urn="urn:x", type=type_token, name="r", parent_urn="", custom=True, protect=False,
+        inputs={"member": "user:a@example.com", "role": "roles/viewer", **inputs},
+    )  # fmt: skip
+
+
+def test_bindings_authoritative_iam_resource_is_rejected() -> None:
+    reg = _registration("gcp:projects/iAMBinding:IAMBinding", project="p")
+
+    with pytest.raises(ValueError, match="authoritative"):
+        bindings([reg])
+
+
+def test_bindings_unmapped_iam_member_type_is_rejected() -> None:
+    reg = _registration("gcp:spanner/databaseIAMMember:DatabaseIAMMember", database="d")
+
+    with pytest.raises(ValueError, match="no IAM matrix mapping"):
+        bindings([reg])

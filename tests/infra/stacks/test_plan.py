@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stacks import iam_matrix
+from stacks.plan import main
+from tests.infra.conftest import ROOT
+
+
+def test_plan_dev_writes_resources_and_iam_matrix_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plan.json"
+
+    code = main(["--stack", "dev", "--json", str(out)])
+
+    assert code == 0
+    plan = json.loads(out.read_text())
+    assert plan["stack"] == "dev" and plan["problems"] == []
+    assert plan["resource_count"] == sum(c["resources"] for c in plan["components"].values())
+    custom = [r for r in plan["resources"] if r["custom"]]
+    assert len(custom) == plan["resource_count"]
+    assert all(r["type"] and r["name"] and r["parent"] for r in custom)
+    dataset = next(r for r in custom if r["type"] == "gcp:bigquery/dataset:Dataset")
+    assert dataset["parent"] == "warehouse" and dataset["inputs"]["datasetId"]
+    assert plan["iam"] and all({"member", "role", "resource"} <= set(b) for b in plan["iam"])
+    assert not [b for b in plan["iam"] if b["role"] in iam_matrix.BASIC_ROLES]
+    assert not [b for b in plan["iam"] if b["member"] in iam_matrix.PUBLIC_MEMBERS]
+    printed = capsys.readouterr().out
+    assert "IAM matrix" in printed and "warehouse" in printed
+
+
+def test_plan_masks_secret_inputs(tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    main(["--stack", "dev", "--json", str(out)])
+
+    plan = json.loads(out.read_text())
+    config_obj = next(
+        r
+        for r in plan["resources"]
+        if r["inputs"].get("name") == "data/fraud-mlops/runtime-config.json"
+    )
+    assert config_obj["inputs"]["content"] == "[secret]"
+
+
+def test_plan_undeclared_binding_exits_nonzero(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dropped = next(g for g in iam_matrix.TABLE if g.member == "sa:sync")
+    monkeypatch.setattr(iam_matrix, "TABLE", tuple(g for g in iam_matrix.TABLE if g is not dropped))
+
+    code = main(["--stack", "dev"])
+
+    assert code == 1
+    assert "undeclared binding" in capsys.readouterr().out
+
+
+def test_plan_unknown_stack_exits_with_config_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--stack", "staging"]) == 2
+    assert "Pulumi.staging.yaml" in capsys.readouterr().err
+
+
+def test_plan_invalid_stack_config_names_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.bad.yaml").write_text(
+        "config:\n  fraud-mlops:project: fraud-mlops-dev\n  fraud-mlops:environment: dev\n"
+        "  fraud-mlops:featureStore.maxNodes: 0\n"
+    )
+
+    assert main(["--stack", "bad", "--project-root", str(tmp_path)]) == 2
+    assert "fraud-mlops:featureStore.maxNodes" in capsys.readouterr().err
+
+
+def test_plan_module_runs_offline_as_a_command(tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "PULUMI_"))}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "stacks.plan", "--stack", "prod", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["environment"] == "prod"
+
+
+def test_plan_same_tree_twice_gives_identical_json(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+
+    main(["--stack", "dev", "--json", str(first)])
+    main(["--stack", "dev", "--json", str(second)])
+
+    assert first.read_text() == second.read_text()

@@ -1,0 +1,298 @@
+"""The whole program (``stacks.program.main``), as ``pulumi up`` runs it, under mocks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.core.config import RuntimeConfig
+from components.orchestration import CONFIG_OBJECT
+from stacks.config import StackConfigError
+from stacks.mocks import MockRun
+from tests.infra.conftest import run_program
+
+COMPONENTS = {
+    "services": "ProjectServices",
+    "audit-logs": "AuditLogs",
+    "identity": "Identity",
+    "card-key": "CardKeySecret",
+    "warehouse": "Warehouse",
+    "landing": "Landing",
+    "feature-store": "FeatureStore",
+    "pipeline": "Pipeline",
+    "access": "Access",
+    "orchestration": "Orchestration",
+    "prediction": "PredictionFunction",
+}
+STATEFUL = (
+    "gcp:bigquery/dataset:Dataset",
+    "gcp:bigquery/table:Table",
+    "gcp:storage/bucket:Bucket",
+    "gcp:secretmanager/secret:Secret",
+    "gcp:vertex/aiFeatureOnlineStore:AiFeatureOnlineStore",
+    "gcp:composer/environment:Environment",
+)
+
+
+def _config(run: MockRun) -> RuntimeConfig:
+    return RuntimeConfig.from_json(json.dumps(run.outputs["runtimeConfig"]))
+
+
+def _one(run: MockRun, type_token: str) -> dict[str, object]:
+    (r,) = run.of_type(type_token)
+    return r.inputs
+
+
+def test_program_dev_creates_each_component_at_stack_level(dev_run: MockRun) -> None:
+    top = {
+        r.name: r.type.rsplit(":", 1)[-1]
+        for r in dev_run.registrations
+        if not r.custom and r.parent_type == "pulumi:pulumi:Stack"
+    }
+
+    assert top == COMPONENTS
+
+
+@pytest.mark.parametrize("stack_run", ["dev_run", "prod_run"])
+def test_program_every_resource_belongs_to_a_component(
+    stack_run: str, request: pytest.FixtureRequest
+) -> None:
+    run: MockRun = request.getfixturevalue(stack_run)
+    loose = [
+        r.name for r in run.registrations if r.custom and r.parent_type == "pulumi:pulumi:Stack"
+    ]
+
+    assert loose == []
+
+
+def test_program_runtime_config_parses_into_app_config_and_names_real_resources(
+    dev_run: MockRun,
+) -> None:
+    cfg = _config(dev_run)
+    datasets = {r.inputs["datasetId"] for r in dev_run.of_type("gcp:bigquery/dataset:Dataset")}
+    buckets = {r.inputs["name"] for r in dev_run.of_type("gcp:storage/bucket:Bucket")}
+    objects = {
+        (r.inputs["bucket"], r.inputs["name"])
+        for r in dev_run.of_type("gcp:storage/bucketObject:BucketObject")
+    }
+    store = _one(dev_run, "gcp:vertex/aiFeatureOnlineStore:AiFeatureOnlineStore")
+    view = _one(
+        dev_run, "gcp:vertex/aiFeatureOnlineStoreFeatureview:AiFeatureOnlineStoreFeatureview"
+    )
+    endpoint = _one(dev_run, "gcp:vertex/aiEndpoint:AiEndpoint")
+    sub = _one(dev_run, "gcp:pubsub/subscription:Subscription")
+    env = _one(dev_run, "gcp:composer/environment:Environment")
+    secret = _one(dev_run, "gcp:secretmanager/secret:Secret")
+    accounts = {
+        f"{r.inputs['accountId']}@{r.inputs['project']}.iam.gserviceaccount.com": r.name
+        for r in dev_run.of_type("gcp:serviceaccount/account:Account")
+    }
+
+    assert cfg.environment == "dev"
+    assert {
+        cfg.warehouse.raw_dataset,
+        cfg.warehouse.training_dataset,
+        cfg.warehouse.snapshot_dataset,
+    } <= datasets  # type: ignore[union-attr]
+    assert (cfg.online_store.online_store_id, cfg.online_store.feature_view_id) == (  # type: ignore[union-attr]
+        store["name"],
+        view["name"],
+    )
+    assert cfg.endpoint.endpoint_id == endpoint["name"]  # type: ignore[union-attr]
+    assert cfg.landing.bucket in buckets  # type: ignore[union-attr]
+    assert cfg.landing.subscription == f"projects/{sub['project']}/subscriptions/{sub['name']}"  # type: ignore[union-attr]
+    assert cfg.orchestrator.environment == env["name"]  # type: ignore[union-attr]
+    assert cfg.card_key.secret_version.split("/")[3] == secret["secretId"]  # type: ignore[union-attr]
+    assert accounts[cfg.pipeline.service_account] == "identity-training"  # type: ignore[union-attr]
+    template_bucket, template_object = cfg.pipeline.template_uri.removeprefix("gs://").split("/", 1)  # type: ignore[union-attr]
+    assert (template_bucket, template_object) in objects
+    assert cfg.pipeline.pipeline_root.removeprefix("gs://").split("/")[0] == template_bucket  # type: ignore[union-attr]
+
+
+def test_program_runtime_config_is_injected_into_function_and_composer(dev_run: MockRun) -> None:
+    exported = json.dumps(dev_run.outputs["runtimeConfig"])
+    fn = _one(dev_run, "gcp:cloudfunctionsv2/function:Function")
+    (config_obj,) = [
+        r
+        for r in dev_run.of_type("gcp:storage/bucketObject:BucketObject")
+        if r.inputs["name"] == CONFIG_OBJECT
+    ]
+
+    in_function = fn["serviceConfig"]["environmentVariables"]["FRAUD_MLOPS_CONFIG"]  # type: ignore[index]
+    assert RuntimeConfig.from_json(in_function) == RuntimeConfig.from_json(exported)
+    assert RuntimeConfig.from_json(config_obj.inputs["content"]) == RuntimeConfig.from_json(
+        exported
+    )
+    assert config_obj.parent_name == "orchestration"
+
+
+def test_program_function_and_composer_run_as_their_own_accounts(dev_run: MockRun) -> None:
+    fn = _one(dev_run, "gcp:cloudfunctionsv2/function:Function")
+    env = _one(dev_run, "gcp:composer/environment:Environment")
+
+    assert fn["serviceConfig"]["serviceAccountEmail"].startswith("fmo-dev-inference@")  # type: ignore[index]
+    assert env["config"]["nodeConfig"]["serviceAccount"].startswith("fmo-dev-orch@")  # type: ignore[index]
+
+
+def test_program_prod_protects_every_stateful_resource(prod_run: MockRun) -> None:
+    stateful = [r for r in prod_run.registrations if r.type in STATEFUL]
+
+    assert {r.type for r in stateful} == set(STATEFUL)
+    unprotected = [r.name for r in stateful if not r.protect]
+    assert unprotected == []
+    assert all(r.inputs.get("forceDestroy") is not True for r in stateful)
+    assert all(
+        r.inputs["deletionProtection"] is True for r in prod_run.of_type("gcp:bigquery/table:Table")
+    )
+
+
+def test_program_dev_leaves_resources_deletable(dev_run: MockRun) -> None:
+    assert not [r.name for r in dev_run.registrations if r.protect]
+
+
+def test_program_prod_applies_one_kms_key_everywhere_gcp_supports(prod_run: MockRun) -> None:
+    key = "projects/fraud-mlops-prod/locations/us-central1/keyRings/fraud-mlops/cryptoKeys/data"
+    paths = {
+        "gcp:bigquery/dataset:Dataset": ("defaultEncryptionConfiguration", "kmsKeyName"),
+        "gcp:storage/bucket:Bucket": ("encryption", "defaultKmsKeyName"),
+        "gcp:pubsub/topic:Topic": ("kmsKeyName",),
+        "gcp:composer/environment:Environment": ("config", "encryptionConfig", "kmsKeyName"),
+        "gcp:vertex/aiEndpoint:AiEndpoint": ("encryptionSpec", "kmsKeyName"),
+        "gcp:vertex/aiFeatureOnlineStore:AiFeatureOnlineStore": ("encryptionSpec", "kmsKeyName"),
+    }
+    for type_token, path in paths.items():
+        for r in prod_run.of_type(type_token):
+            value: object = r.inputs
+            for part in path:
+                value = value[part]  # type: ignore[index]
+            assert value == key, r.name
+
+
+def test_program_prod_key_grants_exist_before_encrypted_resources(prod_run: MockRun) -> None:
+    grants = {r.urn for r in prod_run.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")}
+    env = prod_run.of_type("gcp:composer/environment:Environment")[0]
+    endpoint = prod_run.of_type("gcp:vertex/aiEndpoint:AiEndpoint")[0]
+
+    assert grants and grants <= set(env.depends_on)
+    assert grants <= set(endpoint.depends_on)
+
+
+def test_program_dev_uses_google_managed_keys(dev_run: MockRun) -> None:
+    assert not dev_run.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
+    assert all("encryption" not in r.inputs for r in dev_run.of_type("gcp:storage/bucket:Bucket"))
+
+
+def test_program_prod_composer_is_private_and_larger(prod_run: MockRun, dev_run: MockRun) -> None:
+    prod_env = _one(prod_run, "gcp:composer/environment:Environment")["config"]
+    dev_env = _one(dev_run, "gcp:composer/environment:Environment")["config"]
+
+    assert prod_env["enablePrivateEnvironment"] is True  # type: ignore[index]
+    assert dev_env["enablePrivateEnvironment"] is False  # type: ignore[index]
+    assert prod_env["environmentSize"] == "ENVIRONMENT_SIZE_MEDIUM"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("stack_run", ["dev_run", "prod_run"])
+def test_program_creates_no_service_account_or_hmac_keys(
+    stack_run: str, request: pytest.FixtureRequest
+) -> None:
+    run: MockRun = request.getfixturevalue(stack_run)
+    types = {r.type for r in run.registrations}
+
+    assert "gcp:serviceaccount/key:Key" not in types
+    assert "gcp:storage/hmacKey:HmacKey" not in types
+    assert "gcp:serviceaccount/account:Account" in types  # the check looks at real output
+
+
+def test_program_enables_audit_logs_and_apis(dev_run: MockRun) -> None:
+    audited = {
+        r.inputs["service"] for r in dev_run.of_type("gcp:projects/iAMAuditConfig:IAMAuditConfig")
+    }
+    apis = {r.inputs["service"] for r in dev_run.of_type("gcp:projects/service:Service")}
+
+    assert audited == {"bigquery.googleapis.com", "aiplatform.googleapis.com"}
+    assert {"aiplatform.googleapis.com", "composer.googleapis.com", "run.googleapis.com"} <= apis
+
+
+def test_program_vpc_perimeter_only_when_configured(tmp_path: Path, dev_run: MockRun) -> None:
+    run = run_program("dev", tmp_path, **{"vpcServiceControls.accessPolicy": "987654"})
+
+    perimeters = "gcp:accesscontextmanager/servicePerimeter:ServicePerimeter"
+    assert len(run.of_type(perimeters)) == 1
+    assert dev_run.of_type(perimeters) == []
+
+
+def test_program_runs_for_dev_then_prod_without_leaking_state(
+    tmp_path: Path, dev_run: MockRun, prod_run: MockRun
+) -> None:
+    again = run_program("dev", tmp_path)
+
+    assert sorted((r.type, r.name) for r in again.registrations) == sorted(
+        (r.type, r.name) for r in dev_run.registrations
+    )
+    assert not [
+        r for r in again.registrations if "fraud-mlops-prod" in json.dumps(r.inputs, default=str)
+    ]
+    assert again.outputs["runtimeConfig"] == dev_run.outputs["runtimeConfig"]
+
+
+def test_program_invalid_config_fails_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(StackConfigError, match=r"fraud-mlops:featureStore\.cpuTarget"):
+        run_program("dev", tmp_path, **{"featureStore.cpuTarget": "99"})
+
+
+def test_program_missing_template_fails_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"fraud-mlops:pipeline\.templatePath"):
+        run_program("dev", tmp_path, **{"pipeline.templatePath": str(tmp_path / "missing.yaml")})
+
+
+@pytest.mark.parametrize("stack_run", ["dev_run", "prod_run"])
+def test_program_children_are_named_from_their_component(
+    stack_run: str, request: pytest.FixtureRequest
+) -> None:
+    run: MockRun = request.getfixturevalue(stack_run)
+    components = {r.name for r in run.registrations if not r.custom}
+    misnamed = [
+        r.name
+        for r in run.registrations
+        if r.custom and r.parent_name in components and not r.name.startswith(f"{r.parent_name}-")
+    ]
+
+    assert misnamed == []
+
+
+def _run_entry_point(tmp_path: Path, **overrides: str) -> MockRun:
+    """Run ``stacks/__main__.py`` the way Pulumi's Python host does (as a script)."""
+    import runpy
+
+    from stacks.config import NAMESPACE
+    from stacks.mocks import run_with_mocks
+    from stacks.plan import stack_config
+    from tests.infra.conftest import ROOT
+
+    values = stack_config(ROOT, "dev")
+    template = tmp_path / "pipeline.yaml"
+    template.write_text("pipelineInfo: {}\n")
+    values[f"{NAMESPACE}:pipeline.templatePath"] = str(template)
+    values.update({f"{NAMESPACE}:{k}": v for k, v in overrides.items()})
+
+    def entry() -> None:
+        runpy.run_path(str(ROOT / "stacks" / "__main__.py"), run_name="__main__")
+
+    return run_with_mocks(entry, project=NAMESPACE, stack="dev", config=values)
+
+
+def test_entry_point_runs_the_same_program_as_plan(tmp_path: Path, dev_run: MockRun) -> None:
+    run = _run_entry_point(tmp_path)
+
+    assert sorted(
+        (r.type, r.name) for r in run.registrations if "BucketObject" not in r.type
+    ) == sorted((r.type, r.name) for r in dev_run.registrations if "BucketObject" not in r.type)
+
+
+def test_entry_point_config_error_is_reported_without_traceback(tmp_path: Path) -> None:
+    import pulumi
+
+    with pytest.raises(pulumi.RunError, match=r"fraud-mlops:function\.maxInstances"):
+        _run_entry_point(tmp_path, **{"function.maxInstances": "0"})

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pydantic import ValidationError
+
+from app.core.config import RuntimeConfig
+from stacks.config import load
+from stacks.mocks import FakeGcp
+from stacks.runtime_config import ResolvedOutputs, build_runtime_config
+from tests.infra.conftest import run_program
+
+OUTPUTS = ResolvedOutputs(
+    raw_dataset="fraud_mlops_dev_raw",
+    training_dataset="fraud_mlops_dev_training",
+    snapshot_dataset="fraud_mlops_dev_snapshot",
+    online_store_id="fraud_mlops_dev",
+    feature_view_id="card_features",
+    pipeline_root="gs://b/runs",
+    template_uri="gs://b/templates/t.yaml",
+    training_account="fmo-dev-train@p.iam.gserviceaccount.com",
+    endpoint_id="1234567890",
+    landing_bucket="landing",
+    landing_subscription="projects/p/subscriptions/s",
+    composer_environment="fraud-mlops-dev",
+    card_key_version="projects/p/secrets/k/versions/latest",
+)
+CFG = load(
+    {"project": "fraud-mlops-dev", "environment": "dev", "endpoint.canaryTrafficPercent": "5"}.get
+)
+
+
+def test_build_runtime_config_round_trips_through_app_json() -> None:
+    cfg = build_runtime_config(CFG, OUTPUTS)
+
+    assert RuntimeConfig.from_json(cfg.to_json()) == cfg
+    assert cfg.endpoint.canary_traffic_percent == 5  # type: ignore[union-attr]
+    assert cfg.warehouse.location == CFG.region  # type: ignore[union-attr]
+
+
+def test_build_runtime_config_bad_output_raises() -> None:
+    with pytest.raises(ValidationError, match="pipeline_root"):
+        build_runtime_config(CFG, dataclasses.replace(OUTPUTS, pipeline_root="/not/gcs"))
+
+
+class _BadDatasetIds(FakeGcp):
+    """GCP answering with a dataset id the app's config cannot accept."""
+
+    def new_resource(
+        self, args: pulumi.runtime.MockResourceArgs
+    ) -> tuple[str | None, dict[str, Any]]:
+        rid, state = super().new_resource(args)
+        if args.typ == "gcp:bigquery/dataset:Dataset":
+            state = {**state, "datasetId": "Not A Dataset"}
+        return rid, state
+
+
+def test_program_invalid_runtime_config_fails_the_run(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="raw_dataset"):
+        run_program("dev", tmp_path, mocks=_BadDatasetIds())
