@@ -60,13 +60,13 @@ def run(rows: int, n_requests: int, home: Path) -> dict[str, Any]:
     csv = _timed(seconds, "write_csv", lambda: write_csv(data.frame, home / "bench.csv"))
     _timed(seconds, "parse_validate", lambda: read_transactions(csv))
     landed = _timed(seconds, "land", lambda: backends.landing_zone(cfg).land(csv))
-    conf = flow.RunConf(
-        object_name=landed.name, uri=landed.uri, content_hash=landed.content_hash
-    )
+    conf = flow.RunConf(object_name=landed.name, uri=landed.uri, content_hash=landed.content_hash)
     _timed(seconds, "load_raw", lambda: flow.load_raw(cfg, conf))
     _timed(seconds, "transform", lambda: flow.transform(cfg))
     snap = _timed(seconds, "snapshot", lambda: flow.snapshot(cfg, conf))
-    sync = _timed(seconds, "sync_feature_view", lambda: flow.sync_feature_view(cfg, snap["snapshot_id"]))
+    sync = _timed(
+        seconds, "sync_feature_view", lambda: flow.sync_feature_view(cfg, snap["snapshot_id"])
+    )
     trained = _timed(seconds, "pipeline", lambda: flow.train(cfg, snap["snapshot_id"]))
 
     store = backends.online_store(cfg)
@@ -81,7 +81,8 @@ def run(rows: int, n_requests: int, home: Path) -> dict[str, Any]:
     if trained["deployed"]:
         cards = list(data.legit_cards) + list(data.fraud_cards)
         with FunctionServer(cfg) as url, requests.Session() as session:
-            latencies, statuses = [], {}
+            latencies: list[float] = []
+            statuses: dict[int, int] = {}
             wall = time.perf_counter()
             for i in range(n_requests):
                 t0 = time.perf_counter()
@@ -119,7 +120,9 @@ def run(rows: int, n_requests: int, home: Path) -> dict[str, Any]:
         # ru_maxrss is KiB on Linux; children are the pipeline steps and the server.
         "peak_rss_mib": {
             "self": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "largest_child": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            "largest_child": round(
+                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+            ),
         },
     }
 

@@ -83,7 +83,7 @@ TABLE: tuple[Grant, ...] = (
         "sa:orchestration",
         "roles/bigquery.dataEditor",
         "dataset:training",
-        "builds the training examples",
+        "rebuilds the training table and records lineage",
     ),
     Grant(
         "sa:orchestration",

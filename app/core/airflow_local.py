@@ -19,7 +19,9 @@ DAGS_DIR = Path(__file__).resolve().parent.parent / "dags"
 
 def main(argv: list[str]) -> int:
     conf = json.loads(argv[0])
-    spec = importlib.util.spec_from_file_location("fraud_training_dag", DAGS_DIR / "fraud_training.py")
+    spec = importlib.util.spec_from_file_location(
+        "fraud_training_dag", DAGS_DIR / "fraud_training.py"
+    )
     if spec is None or spec.loader is None:
         raise RuntimeError("cannot load the DAG file")
     module = importlib.util.module_from_spec(spec)

@@ -46,9 +46,7 @@ def normalize(raw: object, *, field: str = "card_number") -> str:
     if not number:
         raise InvalidInputError("is empty", location=field)
     if not number.isascii() or not number.isdigit():
-        raise InvalidInputError(
-            "must contain only digits, spaces and dashes", location=field
-        )
+        raise InvalidInputError("must contain only digits, spaces and dashes", location=field)
     if not MIN_LEN <= len(number) <= MAX_LEN:
         raise InvalidInputError(
             f"must be {MIN_LEN} to {MAX_LEN} digits long, got {len(number)}", location=field

@@ -126,7 +126,9 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--url", help="call a running function instead of scoring in-process")
     predict.set_defaults(func=_cmd_predict)
 
-    status = sub.add_parser("status", help="what is deployed, from which snapshot, with which metrics")
+    status = sub.add_parser(
+        "status", help="what is deployed, from which snapshot, with which metrics"
+    )
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_cmd_status)
 

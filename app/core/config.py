@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -135,9 +136,7 @@ class VertexEndpointConfig(_Strict):
     canary_traffic_percent: int = Field(default=0, ge=0, le=100)
 
 
-EndpointConfig = Annotated[
-    LocalEndpointConfig | VertexEndpointConfig, Field(discriminator="kind")
-]
+EndpointConfig = Annotated[LocalEndpointConfig | VertexEndpointConfig, Field(discriminator="kind")]
 
 
 # --- landing zone ------------------------------------------------------------
@@ -172,9 +171,7 @@ class ComposerConfig(_Strict):
     environment: str
 
 
-OrchestratorConfig = Annotated[
-    LocalAirflowConfig | ComposerConfig, Field(discriminator="kind")
-]
+OrchestratorConfig = Annotated[LocalAirflowConfig | ComposerConfig, Field(discriminator="kind")]
 
 
 # --- secrets -----------------------------------------------------------------
@@ -282,9 +279,9 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def home_dir(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    return Path(env.get(HOME_ENV) or DEFAULT_HOME).resolve()
+def home_dir(env: Mapping[str, str] | None = None) -> Path:
+    source: Mapping[str, str] = os.environ if env is None else env
+    return Path(source.get(HOME_ENV) or DEFAULT_HOME).resolve()
 
 
 def load_config(env: dict[str, str] | None = None) -> RuntimeConfig:

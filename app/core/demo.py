@@ -59,13 +59,21 @@ def run_demo(*, rows: int, data: Path | None, fraud_rate: float) -> int:
         path = home / "inbox" / f"transactions-{rows}.csv"
         generated = generate(rows, fraud_rate=fraud_rate)
         write_csv(generated.frame, path)
-        _say(f"      generated {len(generated.frame):,} rows, {int(generated.frame['Class'].sum())} fraud")
+        _say(
+            f"      generated {len(generated.frame):,} rows, "
+            f"{int(generated.frame['Class'].sum())} fraud"
+        )
     else:
         path = data
     fraud_cards, legit_cards = known_cards(path, cfg.cards.pool_size, cfg.cards.bin_prefix)
     timings["data"] = done()
 
-    done = _step(2, total, f"landing {path.name}; Airflow runs DAG fraud_training (load, transform, snapshot, sync, pipeline)")
+    done = _step(
+        2,
+        total,
+        f"landing {path.name}; Airflow runs DAG fraud_training "
+        "(load, transform, snapshot, sync, pipeline)",
+    )
     report = ingest(cfg, path, quiet=True)
     timings["dag"] = done()
     for task, state in sorted(report.tasks.items()):
@@ -75,10 +83,10 @@ def run_demo(*, rows: int, data: Path | None, fraud_rate: float) -> int:
         return 1
 
     done = _step(3, total, "reading lineage and the deployment")
-    state = status.collect(cfg)
+    current = status.collect(cfg)
     timings["status"] = done()
-    _say("      " + status.render(state).replace("\n", "\n      "))
-    if not state["deployed"]:
+    _say("      " + status.render(current).replace("\n", "\n      "))
+    if not current["deployed"]:
         _say("no model is deployed (the gate refused it); nothing to serve")
         return 1
 
@@ -115,7 +123,11 @@ def run_demo(*, rows: int, data: Path | None, fraud_rate: float) -> int:
     _say(f"unknown card    -> HTTP {unknown.status_code}: {unknown.json()['error']['message']}")
     timings["summary"] = done()
     _say("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-    ok = all(s["status"] == 200 for s in scores) and bad.status_code == 400 and unknown.status_code == 404
+    ok = (
+        all(s["status"] == 200 for s in scores)
+        and bad.status_code == 400
+        and unknown.status_code == 404
+    )
     return 0 if ok else 1
 
 

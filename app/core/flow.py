@@ -35,7 +35,9 @@ class RunConf(BaseModel):
             return cls.model_validate(conf)
         except ValidationError as exc:
             fields = ", ".join(".".join(map(str, e["loc"])) or "conf" for e in exc.errors())
-            raise InvalidInputError(f"invalid DAG run conf ({exc.error_count()} errors)", location=fields) from exc
+            raise InvalidInputError(
+                f"invalid DAG run conf ({exc.error_count()} errors)", location=fields
+            ) from exc
 
     @property
     def landed(self) -> LandedObject:

@@ -11,7 +11,12 @@ from app.core.trigger import DagRunReport, LocalAirflowTrigger
 
 
 def ingest(
-    cfg: RuntimeConfig, path: Path, *, name: str | None = None, force: bool = False, quiet: bool = False
+    cfg: RuntimeConfig,
+    path: Path,
+    *,
+    name: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
 ) -> DagRunReport:
     landing = backends.landing_zone(cfg)
     landed = landing.land(path, name=name)

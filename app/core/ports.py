@@ -102,18 +102,16 @@ class LandedObject:
 class Warehouse(Protocol):
     def has_ingest(self, ingest_id: str) -> bool: ...
 
-    def load_raw(
-        self, frame: pd.DataFrame, *, ingest_id: str, source_object: str
-    ) -> IngestResult:
-        """Append ``frame`` to the raw table, all rows or none; a known ``ingest_id`` adds nothing."""
+    def load_raw(self, frame: pd.DataFrame, *, ingest_id: str, source_object: str) -> IngestResult:
+        """Append ``frame`` to raw, all rows or none; a known ``ingest_id`` adds nothing."""
         ...
 
     def build_training_table(self) -> int:
-        """Rebuild the training table (with point-in-time card features) from raw; return its rows."""
+        """Rebuild the training table (point-in-time card features) from raw; return its rows."""
         ...
 
     def snapshot_training(self, *, ingest_id: str, source_object: str) -> SnapshotInfo:
-        """Freeze the training table; the same ``ingest_id`` returns the snapshot it already made."""
+        """Freeze the training table; the same ``ingest_id`` returns its existing snapshot."""
         ...
 
     def get_snapshot(self, snapshot_id: str) -> SnapshotInfo: ...

@@ -49,7 +49,9 @@ RAW_SCHEMA: tuple[Column, ...] = (
 
 # Point-in-time per-card features, defined once in sql/training.sql.
 CARD_FEATURES: tuple[Column, ...] = (
-    Column("card_txn_count_1h", "INT64", "Card's transactions in the trailing hour, this one included"),
+    Column(
+        "card_txn_count_1h", "INT64", "Card's transactions in the trailing hour, this one included"
+    ),
     Column("card_txn_count_24h", "INT64", "Card's transactions in the trailing 24 hours"),
     Column("card_amount_sum_24h", "FLOAT64", "Card's summed amount over the trailing 24 hours"),
     Column("card_amount_avg_24h", "FLOAT64", "Card's mean amount over the trailing 24 hours"),
@@ -85,10 +87,6 @@ FEATURE_VIEW_SCHEMA: tuple[Column, ...] = (
     Column("card_id", "STRING", "Entity id: HMAC-SHA256 of the card number"),
     Column("card_masked", "STRING", "First 6 and last 4 digits"),
     Column("event_time", "FLOAT64", "Time of the card's latest transaction"),
-    *(
-        c
-        for c in TRAINING_SCHEMA
-        if c.name in MODEL_FEATURES
-    ),
+    *(c for c in TRAINING_SCHEMA if c.name in MODEL_FEATURES),
     Column("feature_timestamp", "TIMESTAMP", "When these features were computed"),
 )

@@ -16,9 +16,7 @@ def card_key(cfg: RuntimeConfig) -> bytes:
     source = cfg.card_key
     if isinstance(source, FileSecretConfig):
         return _file_key(source.path)
-    raise BackendUnavailableError(
-        f"card key source {source.kind!r} is not part of this build yet"
-    )
+    raise BackendUnavailableError(f"card key source {source.kind!r} is not part of this build yet")
 
 
 def _file_key(path: Path) -> bytes:

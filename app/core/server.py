@@ -27,10 +27,14 @@ def free_port() -> int:
 def command(port: int, host: str = "127.0.0.1") -> list[str]:
     return [
         str(Path(sys.executable).parent / "functions-framework"),
-        "--source", str(FUNCTION_SOURCE),
-        "--target", "predict",
-        "--host", host,
-        "--port", str(port),
+        "--source",
+        str(FUNCTION_SOURCE),
+        "--target",
+        "predict",
+        "--host",
+        host,
+        "--port",
+        str(port),
     ]
 
 
@@ -47,11 +51,15 @@ class FunctionServer:
     def __enter__(self) -> str:
         env = {**os.environ, **config_env(self.cfg)}
         out = self.log_path.open("wb") if self.log_path else subprocess.DEVNULL
-        self._proc = subprocess.Popen(command(self.port), env=env, stdout=out, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(
+            command(self.port), env=env, stdout=out, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise BackendUnavailableError(f"function server exited with {self._proc.returncode}")
+                raise BackendUnavailableError(
+                    f"function server exited with {self._proc.returncode}"
+                )
             try:
                 requests.get(self.url, timeout=1)
                 return self.url
@@ -61,7 +69,10 @@ class FunctionServer:
         raise BackendUnavailableError("function server did not start within 60 s")
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if self._proc and self._proc.poll() is None:
             self._proc.terminate()

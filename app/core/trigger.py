@@ -8,8 +8,8 @@ object as run conf, waiting for it to finish.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -57,7 +57,9 @@ class DagRunReport:
 class LocalAirflowTrigger:
     def __init__(self, cfg: RuntimeConfig) -> None:
         if not isinstance(cfg.orchestrator, LocalAirflowConfig):
-            raise BackendUnavailableError("the local trigger needs orchestrator kind 'airflow_local'")
+            raise BackendUnavailableError(
+                "the local trigger needs orchestrator kind 'airflow_local'"
+            )
         self.cfg = cfg
         self.home = cfg.orchestrator.home
 
@@ -93,7 +95,11 @@ class LocalAirflowTrigger:
         marker.touch()
 
     def run(
-        self, landed: LandedObject, *, force: bool = False, on_task: Callable[[str], None] | None = None
+        self,
+        landed: LandedObject,
+        *,
+        force: bool = False,
+        on_task: Callable[[str], None] | None = None,
     ) -> DagRunReport:
         self.ensure_db()
         conf = {
@@ -107,13 +113,16 @@ class LocalAirflowTrigger:
         log_path = log_dir / f"{landed.name}-{landed.content_hash[:8]}-{os.getpid()}.log"
         result: dict[str, object] | None = None
         error: tuple[str, str] | None = None
-        with log_path.open("w") as log, subprocess.Popen(
-            [sys.executable, "-m", "app.core.airflow_local", json.dumps(conf)],
-            env=self._env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        ) as child:
+        with (
+            log_path.open("w") as log,
+            subprocess.Popen(
+                [sys.executable, "-m", "app.core.airflow_local", json.dumps(conf)],
+                env=self._env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ) as child,
+        ):
             assert child.stdout is not None
             for line in child.stdout:
                 log.write(line)

@@ -1,4 +1,4 @@
-"""Continuous training: a landed CSV -> raw -> training table -> snapshot -> feature view -> pipeline.
+"""Continuous training: landed CSV -> raw -> training -> snapshot -> feature view -> pipeline.
 
 Triggered per landed object (locally by the landing trigger, on GCP by the
 bucket's object-finalize notification) with the object in the run conf. This
@@ -78,7 +78,8 @@ def fraud_training() -> None:
 
     snap = snapshot()
     check_new_data() >> load_raw() >> transform() >> snap
-    sync_feature_view(snap) >> run_training_pipeline(snap)
+    # TaskFlow hands an XComArg here and the task receives its value at run time.
+    sync_feature_view(snap) >> run_training_pipeline(snap)  # type: ignore[arg-type]
 
 
 fraud_training_dag = fraud_training()

@@ -31,9 +31,15 @@ from app.core.scoring import Scorer
 log = logging.getLogger("fraud_mlops.function")
 MAX_BODY_BYTES = 4096
 
-_STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
-           413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE", 500: "INTERNAL",
-           503: "UNAVAILABLE"}
+_STATUS = {
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
 
 
 @cache
@@ -43,8 +49,10 @@ def _scorer() -> Scorer:
 
 
 def _error(code: int, message: str, request_id: str, **extra: Any) -> flask.Response:
-    body = {"error": {"code": code, "status": _STATUS[code], "message": message, **extra},
-            "request_id": request_id}
+    body = {
+        "error": {"code": code, "status": _STATUS[code], "message": message, **extra},
+        "request_id": request_id,
+    }
     resp = flask.make_response(json.dumps(body), code)
     resp.headers["Content-Type"] = "application/json"
     if code == 405:
@@ -94,7 +102,9 @@ def predict(request: flask.Request) -> flask.Response:
         message = exc.detail if isinstance(exc, InvalidInputError) else str(exc)
         if code >= 500:
             log.warning("request %s failed: %s: %s", request_id, type(exc).__name__, exc)
-            message = "scoring backend unavailable; retry later" if code == 503 else "internal error"
+            message = (
+                "scoring backend unavailable; retry later" if code == 503 else "internal error"
+            )
         extra = {"field": field} if field else {}
         return _error(code, message, request_id, **extra)
     except Exception:
@@ -103,7 +113,11 @@ def predict(request: flask.Request) -> flask.Response:
 
     log.info(
         "scored card=%s p=%.4f model=%s latency_ms=%.1f request=%s",
-        score.card, score.fraud_probability, score.model_version, score.latency_ms, request_id,
+        score.card,
+        score.fraud_probability,
+        score.model_version,
+        score.latency_ms,
+        request_id,
     )
     resp = flask.make_response(json.dumps(score.as_response()), 200)
     resp.headers["Content-Type"] = "application/json"

@@ -29,8 +29,14 @@ def test_dag_import_with_broken_config_still_parses(monkeypatch: pytest.MonkeyPa
 def test_dag_tasks_run_in_flow_order() -> None:
     dag = _load().fraud_training_dag
     assert sorted(dag.task_ids) == sorted(
-        ["check_new_data", "load_raw", "transform", "snapshot", "sync_feature_view",
-         "run_training_pipeline"]
+        [
+            "check_new_data",
+            "load_raw",
+            "transform",
+            "snapshot",
+            "sync_feature_view",
+            "run_training_pipeline",
+        ]
     )
 
     def down(task_id: str) -> set[str]:

@@ -74,14 +74,26 @@ def test_first_ingest_loads_snapshots_syncs_and_deploys(platform: Platform) -> N
 
 
 def test_function_scores_known_cards_over_http(platform: Platform, url: str) -> None:
-    fraud = [requests.post(url, json={"card_number": c}, timeout=30) for c in platform.data.fraud_cards[:5]]
-    legit = [requests.post(url, json={"card_number": c}, timeout=30) for c in platform.data.legit_cards[:20]]
+    fraud = [
+        requests.post(url, json={"card_number": c}, timeout=30)
+        for c in platform.data.fraud_cards[:5]
+    ]
+    legit = [
+        requests.post(url, json={"card_number": c}, timeout=30)
+        for c in platform.data.legit_cards[:20]
+    ]
     assert all(r.status_code == 200 for r in fraud + legit)
     body = fraud[0].json()
     card = platform.data.fraud_cards[0]
     assert body["card"] == f"{card[:6]}******{card[-4:]}"
-    assert set(body) >= {"card", "fraud_probability", "is_fraud", "threshold", "model_version",
-                         "features_as_of"}
+    assert set(body) >= {
+        "card",
+        "fraud_probability",
+        "is_fraud",
+        "threshold",
+        "model_version",
+        "features_as_of",
+    }
     assert body["model_version"] == "v0001"
     mean_fraud = sum(r.json()["fraud_probability"] for r in fraud) / len(fraud)
     mean_legit = sum(r.json()["fraud_probability"] for r in legit) / len(legit)
@@ -130,7 +142,9 @@ def test_bad_file_fails_cleanly_and_touches_nothing(platform: Platform) -> None:
 
 
 def test_gate_refuses_model_and_previous_keeps_serving(platform: Platform, url: str) -> None:
-    strict = platform.cfg.model_copy(update={"gate": GateConfig(min_auprc=0.9999, min_roc_auc=0.9999)})
+    strict = platform.cfg.model_copy(
+        update={"gate": GateConfig(min_auprc=0.9999, min_roc_auc=0.9999)}
+    )
     report = ingest(strict, platform.csv, force=True, quiet=True)
     assert report.ok and report.tasks["run_training_pipeline"] == "success"
     wh = backends.warehouse(platform.cfg)

@@ -23,7 +23,9 @@ GOOD = "4000001234567899"
 
 
 @pytest.fixture
-def client(cfg: RuntimeConfig, monkeypatch: pytest.MonkeyPatch) -> Iterator[flask.testing.FlaskClient]:
+def client(
+    cfg: RuntimeConfig, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[flask.testing.FlaskClient]:
     monkeypatch.setenv(CONFIG_ENV, cfg.to_json())
     app = functions_framework.create_app(target="predict", source=str(FUNCTION_SOURCE))
     import main as function_main  # the module functions-framework loaded
@@ -34,8 +36,12 @@ def client(cfg: RuntimeConfig, monkeypatch: pytest.MonkeyPatch) -> Iterator[flas
 
 
 def _sync_one_card(cfg: RuntimeConfig, number: str) -> None:
-    row = {"card_id": cards.card_id(number, card_key(cfg)), "card_masked": cards.mask(number),
-           "event_time": 1.0, **{f: 0.0 for f in MODEL_FEATURES}}
+    row = {
+        "card_id": cards.card_id(number, card_key(cfg)),
+        "card_masked": cards.mask(number),
+        "event_time": 1.0,
+        **{f: 0.0 for f in MODEL_FEATURES},
+    }
     assert isinstance(cfg.online_store.path, Path)
     SQLiteOnlineStore(cfg.online_store.path).sync(pd.DataFrame([row]), snapshot_id="snap_0001_x")
 

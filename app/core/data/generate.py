@@ -22,7 +22,15 @@ TWO_DAYS = 172_800
 # Per-component scale, decreasing like PCA variances in the real file.
 _SCALES = np.linspace(1.9, 0.3, len(PCA_COLUMNS))
 # Components that carry the fraud signal in the real data set, and their shift.
-_FRAUD_SHIFT = {"V14": -3.0, "V12": -2.4, "V10": -2.0, "V17": -2.6, "V4": 1.9, "V11": 1.6, "V3": -1.5}
+_FRAUD_SHIFT = {
+    "V14": -3.0,
+    "V12": -2.4,
+    "V10": -2.0,
+    "V17": -2.6,
+    "V4": 1.9,
+    "V11": 1.6,
+    "V3": -1.5,
+}
 
 
 @dataclass(frozen=True)
@@ -89,12 +97,12 @@ def generate(
     fraud_v += _shift_vector(1.0) * strength * rng.uniform(0.6, 1.4, (n_fraud, 1))
     small = rng.random(n_fraud) < 0.5  # card testing: tiny amounts, then large ones
     fraud_amount = np.where(
-        small, np.round(rng.uniform(0.5, 5.0, n_fraud), 2), np.round(rng.lognormal(5.0, 1.0, n_fraud), 2)
+        small,
+        np.round(rng.uniform(0.5, 5.0, n_fraud), 2),
+        np.round(rng.lognormal(5.0, 1.0, n_fraud), 2),
     )
 
-    frame = pd.DataFrame(
-        np.vstack([legit_v, fraud_v]), columns=list(PCA_COLUMNS)
-    )
+    frame = pd.DataFrame(np.vstack([legit_v, fraud_v]), columns=list(PCA_COLUMNS))
     frame.insert(0, "Time", np.concatenate([legit_time, fraud_time]))
     frame["Amount"] = np.concatenate([legit_amount, fraud_amount])
     frame["Class"] = np.concatenate([np.zeros(n_legit, int), np.ones(n_fraud, int)])
@@ -125,7 +133,7 @@ def write_csv(frame: pd.DataFrame, path: Path, *, with_cards: bool = True) -> Pa
     parts.append('"' + frame["Class"].astype(int).astype(str) + '"')
     if with_cards:
         parts.append('"' + frame[CARD_COLUMN].astype(str) + '"')
-    lines = parts[0].str.cat(parts[1:], sep=",")
+    lines = parts[0].str.cat(pd.concat(parts[1:], axis=1), sep=",")
     header = ",".join(f'"{c}"' for c in columns)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -22,7 +22,8 @@ def load_landed(
     if file_sha256(path) != landed.content_hash:
         # A newer upload replaced the object; its own event carries its own hash.
         raise ConflictError(
-            f"landed object {landed.name!r} changed after this event; its newer version has its own run"
+            f"landed object {landed.name!r} changed after this event; "
+            "its newer version has its own run"
         )
     parsed = read_transactions(
         path,

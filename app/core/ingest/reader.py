@@ -24,14 +24,21 @@ NUMERIC_COLUMNS: tuple[str, ...] = ("Time", *PCA_COLUMNS, "Amount")
 
 @dataclass(frozen=True)
 class ParsedFile:
-    """Validated rows: ``source_line``, ``card_number``, ``event_time``, V1..V28, ``amount``, ``label``."""
+    """Validated rows.
+
+    Columns: ``source_line``, ``card_number``, ``event_time``, V1..V28, ``amount``, ``label``.
+    """
 
     frame: pd.DataFrame
     had_card_column: bool
 
 
 def read_transactions(
-    path: Path, *, display_name: str | None = None, pool_size: int = 2000, bin_prefix: str = "400000"
+    path: Path,
+    *,
+    display_name: str | None = None,
+    pool_size: int = 2000,
+    bin_prefix: str = "400000",
 ) -> ParsedFile:
     name = display_name or path.name
     try:
@@ -98,9 +105,7 @@ def read_transactions(
                 ) from None
     else:
         # Deterministic: the card follows from the row's content (see cards.assign_card_number).
-        numbers = [
-            cards.assign_card_number(",".join(row), pool_size, bin_prefix) for row in rows
-        ]
+        numbers = [cards.assign_card_number(",".join(row), pool_size, bin_prefix) for row in rows]
     frame[CARD_COLUMN] = numbers
 
     out = frame.rename(columns={"Time": "event_time", "Amount": "amount", "Class": "label"})
@@ -126,7 +131,8 @@ def _check_header(header: list[str], name: str) -> bool:
         raise InvalidInputError(f"header is missing columns: {missing}", location=f"{name}:1")
     extra = got[len(expected)]
     raise InvalidInputError(
-        f"column {len(expected) + 1}: unexpected header {extra!r} (only {CARD_COLUMN!r} may follow Class)",
+        f"column {len(expected) + 1}: unexpected header {extra!r} "
+        f"(only {CARD_COLUMN!r} may follow Class)",
         location=f"{name}:1:{len(expected) + 1}",
     )
 

@@ -62,7 +62,11 @@ class SQLiteOnlineStore:
             con.close()
 
     def sync(self, features: pd.DataFrame, *, snapshot_id: str) -> SyncInfo:
-        missing = [c for c in ("card_id", "card_masked", "event_time", *MODEL_FEATURES) if c not in features]
+        missing = [
+            c
+            for c in ("card_id", "card_masked", "event_time", *MODEL_FEATURES)
+            if c not in features
+        ]
         if missing:
             raise InvalidInputError(f"feature rows lack columns {missing}", location=snapshot_id)
         if features["card_id"].duplicated().any():

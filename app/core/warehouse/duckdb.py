@@ -140,10 +140,10 @@ class DuckDBWarehouse:
             ).fetchone()
         return row is not None
 
-    def load_raw(
-        self, frame: pd.DataFrame, *, ingest_id: str, source_object: str
-    ) -> IngestResult:
-        expected = [c.name for c in RAW_SCHEMA if c.name not in {"ingest_id", "source_object", "loaded_at"}]
+    def load_raw(self, frame: pd.DataFrame, *, ingest_id: str, source_object: str) -> IngestResult:
+        expected = [
+            c.name for c in RAW_SCHEMA if c.name not in {"ingest_id", "source_object", "loaded_at"}
+        ]
         missing = [c for c in expected if c not in frame.columns]
         if missing:
             raise InvalidInputError(f"frame lacks raw columns {missing}", location=source_object)
@@ -151,9 +151,7 @@ class DuckDBWarehouse:
             raise InvalidInputError("no rows to load", location=source_object)
         staged = frame[expected]
         with self._transaction() as con:
-            if con.execute(
-                "SELECT 1 FROM raw.ingests WHERE ingest_id = ?", [ingest_id]
-            ).fetchone():
+            if con.execute("SELECT 1 FROM raw.ingests WHERE ingest_id = ?", [ingest_id]).fetchone():
                 return IngestResult(ingest_id, source_object, 0, already_loaded=True)
             loaded_at = datetime.now(UTC).replace(tzinfo=None)
             con.register("staged", staged)
@@ -291,7 +289,10 @@ class DuckDBWarehouse:
             )
 
     def training_runs(self, snapshot_id: str | None = None) -> list[PipelineResult]:
-        query = "SELECT run_name, snapshot_id, deployed, gate_reason, metrics, model_version FROM lineage.training_runs"
+        query = (
+            "SELECT run_name, snapshot_id, deployed, gate_reason, metrics, model_version "
+            "FROM lineage.training_runs"
+        )
         params: list[str] = []
         if snapshot_id is not None:
             query += " WHERE snapshot_id = ?"

@@ -48,9 +48,12 @@ def test_load_raw_failing_row_rolls_back_everything(wh: DuckDBWarehouse, small_c
     assert not wh.has_ingest("bad@1")
 
 
-def test_build_training_table_features_are_point_in_time(wh: DuckDBWarehouse, tmp_path: Path) -> None:
+def test_build_training_table_features_are_point_in_time(
+    wh: DuckDBWarehouse, tmp_path: Path
+) -> None:
     header = ",".join(
-        f'"{c}"' for c in ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "Class", "card_number"]
+        f'"{c}"'
+        for c in ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "Class", "card_number"]
     )
     card = cards.make_card_number(7)
     other = cards.make_card_number(8)

@@ -10,7 +10,7 @@ import pytest
 
 from stacks import iam_matrix
 from stacks.plan import main
-from tests.infra.conftest import ROOT
+from tests.infra.conftest import ROOT, make_source_tree
 
 
 def test_plan_dev_writes_resources_and_iam_matrix_json(
@@ -97,9 +97,13 @@ def test_plan_module_runs_offline_as_a_command(tmp_path: Path) -> None:
 
 
 def test_plan_same_tree_twice_gives_identical_json(tmp_path: Path) -> None:
+    # A frozen copy of the project: the real app tree may change between runs.
+    root = make_source_tree(tmp_path / "repo")
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml"):
+        (root / name).write_text((ROOT / name).read_text())
     first, second = tmp_path / "a.json", tmp_path / "b.json"
 
-    main(["--stack", "dev", "--json", str(first)])
-    main(["--stack", "dev", "--json", str(second)])
+    main(["--stack", "dev", "--json", str(first), "--project-root", str(root)])
+    main(["--stack", "dev", "--json", str(second), "--project-root", str(root)])
 
     assert first.read_text() == second.read_text()

@@ -296,3 +296,13 @@ def test_entry_point_config_error_is_reported_without_traceback(tmp_path: Path) 
 
     with pytest.raises(pulumi.RunError, match=r"fraud-mlops:function\.maxInstances"):
         _run_entry_point(tmp_path, **{"function.maxInstances": "0"})
+
+
+def test_program_access_component_holds_only_grants_and_the_vertex_agent(dev_run: MockRun) -> None:
+    from stacks.inventory import is_iam
+
+    under_access = [r for r in dev_run.registrations if r.parent_name == "access"]
+    kinds = {r.type for r in under_access if not is_iam(r.type)}
+
+    assert kinds == {"gcp:projects/serviceIdentity:ServiceIdentity"}
+    assert len(under_access) > 20
