@@ -177,6 +177,8 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
         snapshot_dataset=warehouse.snapshots.dataset_id,
         online_store_id=feature_store.store.name,
         feature_view_id=feature_store.view.name,
+        feature_source_table_uri=feature_source,
+        sync_account=identity.email("sync"),
         pipeline_root=pipeline.pipeline_root,
         template_uri=pipeline.template_uri,
         training_account=identity.email("training"),

@@ -28,6 +28,8 @@ class ResolvedOutputs:
     snapshot_dataset: str
     online_store_id: str
     feature_view_id: str
+    feature_source_table_uri: str
+    sync_account: str
     pipeline_root: str
     template_uri: str
     training_account: str
@@ -57,6 +59,8 @@ def build_runtime_config(cfg: StackConfig, out: ResolvedOutputs) -> RuntimeConfi
             location=r,
             online_store_id=out.online_store_id,
             feature_view_id=out.feature_view_id,
+            source_table_uri=out.feature_source_table_uri,
+            sync_service_account=out.sync_account,
         ),
         pipeline=VertexPipelineConfig(
             project=p,

@@ -71,6 +71,10 @@ class VertexOnlineStoreConfig(_Strict):
     location: str
     online_store_id: str
     feature_view_id: str
+    # The BigQuery table the feature view reads (`bq://project.dataset.table`); the DAG's
+    # sync task writes it as the sync account, then asks the view to sync.
+    source_table_uri: str | None = Field(default=None, pattern=r"^bq://")
+    sync_service_account: str | None = None
 
 
 OnlineStoreConfig = Annotated[

@@ -57,7 +57,8 @@ def render(status: dict[str, Any]) -> str:
     )
     dep = status["deployed"]
     if dep:
-        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(dep["metrics"].items()))
+        shown = ("auprc", "roc_auc", "precision", "recall", "f1")
+        metrics = ", ".join(f"{k}={dep['metrics'][k]:.4f}" for k in shown if k in dep["metrics"])
         lines.append(
             f"deployed: {dep['version']} (snapshot {dep['snapshot_id']}, "
             f"threshold {dep['threshold']:.4f}) {metrics}"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from app.core.config import RuntimeConfig
-from app.core.model.synthetic import synthetic_raw_frame
 from app.core.ports import SnapshotInfo
 from app.core.warehouse.duckdb import DuckDBWarehouse
+from tests.support.synthetic import synthetic_raw_frame
 
 
 def load_snapshot(cfg: RuntimeConfig, *, rows: int = 5000, seed: int = 3) -> SnapshotInfo:

@@ -15,12 +15,12 @@ from app.core.config import (
     VertexPipelineConfig,
 )
 from app.core.errors import ConfigError, InvalidInputError, PipelineFailedError
-from app.core.model.synthetic import synthetic_training_frame
 from app.core.ports import PipelineResult
 from app.core.registry.local import LocalModelEndpoint, LocalModelRegistry
 from app.core.schema import MODEL_FEATURES
 from app.pipeline.local_runner import KfpLocalPipelineRunner
 from tests.pipeline.snapshots import load_snapshot
+from tests.support.synthetic import synthetic_training_frame
 
 # Nothing but "no worse than the champion" can reject this candidate.
 ONLY_REGRESSION = GateConfig(min_auprc=0.0, min_roc_auc=0.0, max_auprc_regression=0.0)

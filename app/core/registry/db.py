@@ -13,7 +13,7 @@ from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.core.errors import BackendUnavailableError
+from app.core.errors import BackendUnavailableError, NotFoundError
 from app.core.ports import ModelVersion
 
 # Writers wait this long for another process's transaction before giving up.
@@ -88,3 +88,13 @@ def to_model_version(row: sqlite3.Row) -> ModelVersion:
 
 def version_name(seq: int) -> str:
     return f"v{seq:04d}"
+
+
+def read_version(path: Path, version: str) -> ModelVersion:
+    with connect(path) as connection:
+        row = connection.execute(
+            "SELECT * FROM model_versions WHERE version = ?", (version,)
+        ).fetchone()
+    if row is None:
+        raise NotFoundError(f"model version {version!r} is not registered")
+    return to_model_version(row)

@@ -24,7 +24,14 @@ from app.core.errors import (
 from app.core.model.artifact import FraudModel, load_model
 from app.core.model.features import feature_row
 from app.core.ports import ModelVersion, Prediction
-from app.core.registry.db import connect, ensure_schema, to_model_version, utc_now, version_name
+from app.core.registry.db import (
+    connect,
+    ensure_schema,
+    read_version,
+    to_model_version,
+    utc_now,
+    version_name,
+)
 
 
 @dataclass(frozen=True)
@@ -108,13 +115,7 @@ class LocalModelRegistry:
         return self.get(version)
 
     def get(self, version: str) -> ModelVersion:
-        with connect(self.db_path) as connection:
-            row = connection.execute(
-                "SELECT * FROM model_versions WHERE version = ?", (version,)
-            ).fetchone()
-        if row is None:
-            raise NotFoundError(f"model version {version!r} is not registered")
-        return to_model_version(row)
+        return read_version(self.db_path, version)
 
     def list_versions(self) -> list[ModelVersion]:
         with connect(self.db_path) as connection:
@@ -185,13 +186,7 @@ class LocalModelEndpoint:
         )
 
     def _registered(self, version: str) -> ModelVersion:
-        with connect(self.db_path) as connection:
-            row = connection.execute(
-                "SELECT * FROM model_versions WHERE version = ?", (version,)
-            ).fetchone()
-        if row is None:
-            raise NotFoundError(f"model version {version!r} is not registered")
-        return to_model_version(row)
+        return read_version(self.db_path, version)
 
     def _model(self, version: ModelVersion) -> FraudModel:
         """The loaded booster for ``version``; only the latest one is kept in memory."""

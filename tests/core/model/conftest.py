@@ -6,8 +6,8 @@ import pytest
 from app.core.config import TrainingConfig
 from app.core.model.artifact import FraudModel
 from app.core.model.split import Splits, time_split
-from app.core.model.synthetic import synthetic_training_frame
 from app.core.model.train import train_model
+from tests.support.synthetic import synthetic_training_frame
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import pytest
 
 from app.core.errors import InvalidInputError
 from app.core.model.split import time_split
-from app.core.model.synthetic import synthetic_training_frame
+from tests.support.synthetic import synthetic_training_frame
 
 
 def test_time_split_default_fractions_gives_time_ordered_disjoint_parts(

@@ -9,8 +9,8 @@ from app.core.model.artifact import FraudModel
 from app.core.model.evaluate import evaluate_scores
 from app.core.model.features import labels
 from app.core.model.split import Splits, time_split
-from app.core.model.synthetic import synthetic_training_frame
 from app.core.model.train import train_model
+from tests.support.synthetic import synthetic_training_frame
 
 
 def test_train_model_signal_bearing_data_reaches_auprc_well_above_fraud_rate(

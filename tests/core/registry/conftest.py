@@ -7,9 +7,9 @@ import pytest
 from app.core.config import TrainingConfig
 from app.core.model.artifact import save_model
 from app.core.model.split import time_split
-from app.core.model.synthetic import synthetic_training_frame
 from app.core.model.train import train_model
 from app.core.registry.local import LocalModelEndpoint, LocalModelRegistry
+from tests.support.synthetic import synthetic_training_frame
 
 
 def _trained_model_dir(root: Path, seed: int, learning_rate: float) -> Path:

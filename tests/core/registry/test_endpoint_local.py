@@ -8,10 +8,10 @@ import pytest
 from app.core.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from app.core.model.artifact import MODEL_FILE, load_model
 from app.core.model.features import feature_row
-from app.core.model.synthetic import synthetic_training_frame
 from app.core.ports import ModelVersion
 from app.core.registry.local import LocalModelEndpoint, LocalModelRegistry
 from app.core.schema import MODEL_FEATURES
+from tests.support.synthetic import synthetic_training_frame
 
 
 def _features(row: int = 0) -> dict[str, float | None]:

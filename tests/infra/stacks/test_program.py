@@ -106,6 +106,8 @@ def test_program_runtime_config_parses_into_app_config_and_names_real_resources(
     assert cfg.orchestrator.environment == env["name"]  # type: ignore[union-attr]
     assert cfg.card_key.secret_version.split("/")[3] == secret["secretId"]  # type: ignore[union-attr]
     assert accounts[cfg.pipeline.service_account] == "identity-training"  # type: ignore[union-attr]
+    assert accounts[cfg.online_store.sync_service_account] == "identity-sync"  # type: ignore[union-attr]
+    assert cfg.online_store.source_table_uri.endswith(".card_features")  # type: ignore[union-attr]
     template_bucket, template_object = cfg.pipeline.template_uri.removeprefix("gs://").split("/", 1)  # type: ignore[union-attr]
     assert (template_bucket, template_object) in objects
     assert cfg.pipeline.pipeline_root.removeprefix("gs://").split("/")[0] == template_bucket  # type: ignore[union-attr]
