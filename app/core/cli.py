@@ -28,6 +28,21 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from app.core.trigger import DagRunReport, LocalAirflowTrigger
+
+    cfg = load_config()
+
+    def show(report: DagRunReport) -> None:
+        detail = f": {report.error}" if report.error else ""
+        print(f"{report.object_name}: DAG run {report.run_id} {report.state}{detail}", flush=True)
+
+    if not args.once:
+        print(f"watching {getattr(cfg.landing, 'path', cfg.landing)} (Ctrl-C stops)", flush=True)
+    reports = LocalAirflowTrigger(cfg).watch(interval=args.interval, once=args.once, on_report=show)
+    return 0 if all(r.ok for r in reports) else 1
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from app.core.config import config_env
     from app.core.server import command
@@ -115,6 +130,13 @@ def parser() -> argparse.ArgumentParser:
     ingest.add_argument("--name", help="object name in the landing zone (default: file name)")
     ingest.add_argument("--force", action="store_true", help="retrain even if already processed")
     ingest.set_defaults(func=_cmd_ingest)
+
+    watch = sub.add_parser(
+        "watch", help="run the DAG for every file put into the landing folder (the local trigger)"
+    )
+    watch.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
+    watch.add_argument("--once", action="store_true", help="one poll, then exit")
+    watch.set_defaults(func=_cmd_watch)
 
     serve = sub.add_parser("serve", help="serve the prediction function")
     serve.add_argument("--port", type=int, default=8080)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,6 +60,38 @@ class LocalLandingZone:
         if not _SAFE_NAME.match(name) or not path.is_file():
             raise NotFoundError(f"landed object {name!r} does not exist")
         return path
+
+    def scan(self, *, settle_seconds: float = 2.0) -> list[LandedObject]:
+        """Announce files put into the folder by other means (cp, rsync, a mounted share).
+
+        A file counts as landed once it has not changed for ``settle_seconds``, so a
+        copy still in progress is not read half-written; each (name, content) pair is
+        announced once.
+        """
+        if not self.root.exists():
+            return []
+        seen = self._announced()
+        now = time.time()
+        fresh = []
+        for path in sorted(self.root.iterdir()):
+            if not path.is_file() or path.name.startswith(".") or not _SAFE_NAME.match(path.name):
+                continue
+            if now - path.stat().st_mtime < settle_seconds:
+                continue
+            content_hash = file_sha256(path)
+            if (path.name, content_hash) in seen:
+                continue
+            landed = LandedObject(path.name, path.resolve().as_uri(), content_hash)
+            self._announce(landed)
+            fresh.append(landed)
+        return fresh
+
+    def _announced(self) -> set[tuple[str, str]]:
+        seen = set()
+        for event_file in self.events.glob("*/*.json") if self.events.exists() else []:
+            data = json.loads(event_file.read_text())
+            seen.add((data["name"], data["content_hash"]))
+        return seen
 
     # -- the notification queue ------------------------------------------------
 

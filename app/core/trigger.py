@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,28 @@ class LocalAirflowTrigger:
             error_type=error[0] if error else None,
             error=error[1] if error else None,
         )
+
+    def watch(
+        self,
+        *,
+        interval: float = 2.0,
+        once: bool = False,
+        on_report: Callable[[DagRunReport], None] | None = None,
+    ) -> list[DagRunReport]:
+        """Poll the landing folder: every settled new file starts one DAG run."""
+        landing = backends.landing_zone(self.cfg)
+        if not isinstance(landing, LocalLandingZone):
+            raise BackendUnavailableError("this landing zone is consumed by Composer, not locally")
+        reports: list[DagRunReport] = []
+        while True:
+            landing.scan(settle_seconds=0.0 if once else interval)
+            for report in self.dispatch_pending():
+                reports.append(report)
+                if on_report is not None:
+                    on_report(report)
+            if once:
+                return reports
+            time.sleep(interval)
 
     def dispatch_pending(
         self, *, force: bool = False, on_task: Callable[[str], None] | None = None

@@ -29,6 +29,9 @@ from app.core.errors import (
 from app.core.scoring import Scorer
 
 log = logging.getLogger("fraud_mlops.function")
+if not logging.getLogger().handlers:
+    # One line per request on stdout: Cloud Logging collects it on GCP.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 MAX_BODY_BYTES = 4096
 
 _STATUS = {

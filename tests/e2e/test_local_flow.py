@@ -19,6 +19,7 @@ from app.core.data.generate import GeneratedData, generate, write_csv
 from app.core.errors import InvalidInputError
 from app.core.ingest_cli import ingest
 from app.core.server import FunctionServer
+from app.core.trigger import LocalAirflowTrigger
 
 pytestmark = pytest.mark.e2e
 
@@ -125,7 +126,8 @@ def test_same_file_landed_again_adds_nothing_and_trains_once(platform: Platform)
 
 def test_bad_file_fails_cleanly_and_touches_nothing(platform: Platform) -> None:
     wh = backends.warehouse(platform.cfg)
-    before = (wh.table_counts(), wh.list_snapshots())
+    store = backends.online_store(platform.cfg)
+    before = (wh.table_counts(), wh.list_snapshots(), store.last_sync())
     text = platform.csv.read_text()
     truncated = platform.tmp / "truncated.csv"
     truncated.write_text(text[: len(text) // 2])
@@ -136,7 +138,7 @@ def test_bad_file_fails_cleanly_and_touches_nothing(platform: Platform) -> None:
     assert report.error is not None and report.error.startswith("truncated.csv:")
     with pytest.raises(InvalidInputError, match="truncated.csv"):
         report.raise_for_error()
-    assert (wh.table_counts(), wh.list_snapshots()) == before
+    assert (wh.table_counts(), wh.list_snapshots(), store.last_sync()) == before
     deployed = backends.endpoint(platform.cfg).deployed()
     assert deployed is not None and deployed.version == "v0001"
 
@@ -157,3 +159,22 @@ def test_gate_refuses_model_and_previous_keeps_serving(platform: Platform, url: 
     assert deployed is not None and deployed.version == "v0001"
     resp = requests.post(url, json={"card_number": platform.data.fraud_cards[0]}, timeout=30)
     assert resp.status_code == 200 and resp.json()["model_version"] == "v0001"
+
+
+def test_file_dropped_into_landing_folder_triggers_dag_run(platform: Platform) -> None:
+    """The real Kaggle format (no card column), put into the folder by plain copy."""
+    extra = generate(2000, fraud_rate=0.02, seed=9).frame
+    landing_dir = platform.cfg.landing.path  # type: ignore[union-attr]
+    write_csv(extra, landing_dir / "creditcard-day2.csv", with_cards=False)
+    (report,) = LocalAirflowTrigger(platform.cfg).watch(once=True)
+    assert report.ok, report
+    assert report.object_name == "creditcard-day2.csv"
+    assert report.tasks["run_training_pipeline"] == "success"
+    wh = backends.warehouse(platform.cfg)
+    assert wh.table_counts()["raw.transactions"] == ROWS + 2000
+    latest = wh.list_snapshots()[-1]
+    assert latest.source_object == "creditcard-day2.csv"
+    assert latest.row_count == ROWS + 2000
+    runs = wh.training_runs(latest.snapshot_id)
+    assert len(runs) == 1 and runs[0].gate_reason
+    assert LocalAirflowTrigger(platform.cfg).watch(once=True) == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,9 @@ class ParsedFile:
     had_card_column: bool
 
 
+CHUNK_ROWS = 50_000  # rows held as Python strings at once; the rest is numeric arrays
+
+
 def read_transactions(
     path: Path,
     *,
@@ -40,27 +44,29 @@ def read_transactions(
     pool_size: int = 2000,
     bin_prefix: str = "400000",
 ) -> ParsedFile:
+    """Stream the file in chunks, validating each; the first problem aborts the whole read."""
     name = display_name or path.name
     try:
         with path.open("r", encoding="utf-8", newline="") as fh:
-            text = fh.read()
+            return _read(fh, name, pool_size, bin_prefix)
     except UnicodeDecodeError as exc:
         raise InvalidInputError("is not UTF-8 text", location=name) from exc
     except OSError as exc:
         raise InvalidInputError(f"cannot be read: {exc.strerror}", location=name) from exc
-    if not text.strip():
-        raise InvalidInputError("file is empty", location=f"{name}:1")
-    if "\x00" in text:
-        raise InvalidInputError("contains NUL bytes: not a CSV file", location=name)
 
-    reader = csv.reader(text.splitlines(keepends=True), strict=True)
+
+def _read(fh: TextIO, name: str, pool_size: int, bin_prefix: str) -> ParsedFile:
+    reader = csv.reader(fh, strict=True)
     try:
-        header = next(reader)
+        header = next(reader, None)
     except csv.Error as exc:
         raise InvalidInputError(f"unreadable header: {exc}", location=f"{name}:1") from exc
+    if header is None or not any(h.strip() for h in header):
+        raise InvalidInputError("file is empty", location=f"{name}:1")
     has_cards = _check_header(header, name)
     width = len(header)
 
+    parts: list[pd.DataFrame] = []
     rows: list[list[str]] = []
     lines: list[int] = []
     try:
@@ -68,21 +74,37 @@ def read_transactions(
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line: holds no data
             if len(row) != width:
-                last = reader.line_num == text.count("\n") + (0 if text.endswith("\n") else 1)
-                hint = " (truncated last line?)" if last and len(row) < width else ""
+                line = reader.line_num
+                last = len(row) < width and next(reader, None) is None
+                hint = " (truncated last line?)" if last else ""
                 raise InvalidInputError(
-                    f"expected {width} fields, got {len(row)}{hint}",
-                    location=f"{name}:{reader.line_num}",
+                    f"expected {width} fields, got {len(row)}{hint}", location=f"{name}:{line}"
                 )
             rows.append(row)
             lines.append(reader.line_num)
+            if len(rows) == CHUNK_ROWS:
+                parts.append(_chunk(rows, lines, name, has_cards, pool_size, bin_prefix))
+                rows, lines = [], []
     except csv.Error as exc:
         raise InvalidInputError(
             f"malformed CSV ({exc}); truncated file?", location=f"{name}:{reader.line_num}"
         ) from exc
-    if not rows:
+    if rows:
+        parts.append(_chunk(rows, lines, name, has_cards, pool_size, bin_prefix))
+    if not parts:
         raise InvalidInputError("has a header but no data rows", location=f"{name}:2")
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return ParsedFile(frame=frame, had_card_column=has_cards)
 
+
+def _chunk(
+    rows: list[list[str]],
+    lines: list[int],
+    name: str,
+    has_cards: bool,
+    pool_size: int,
+    bin_prefix: str,
+) -> pd.DataFrame:
     grid = np.array(rows, dtype=object)
     frame = pd.DataFrame({"source_line": np.array(lines, dtype=np.int64)})
     for idx, col in enumerate(NUMERIC_COLUMNS):
@@ -93,7 +115,7 @@ def read_transactions(
     _non_negative(frame, "Amount", lines, name)
 
     if has_cards:
-        card_idx = width - 1
+        card_idx = len(KAGGLE_COLUMNS)
         numbers = []
         for i, raw in enumerate(grid[:, card_idx]):
             try:
@@ -110,7 +132,7 @@ def read_transactions(
 
     out = frame.rename(columns={"Time": "event_time", "Amount": "amount", "Class": "label"})
     ordered = ["source_line", CARD_COLUMN, "event_time", *PCA_COLUMNS, "amount", "label"]
-    return ParsedFile(frame=out[ordered], had_card_column=has_cards)
+    return out[ordered]
 
 
 def _check_header(header: list[str], name: str) -> bool:

@@ -112,3 +112,28 @@ def test_read_transactions_bad_card_hides_number(tmp_path: Path) -> None:
         read_transactions(path)
     assert info.value.location == "f.csv:2:32"
     assert "4242424242424241" not in str(info.value)
+
+
+def test_read_transactions_across_chunks_keeps_lines_and_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.core.ingest.reader.CHUNK_ROWS", 3)
+    rows = [_row(time=str(t)) for t in range(8)]
+    frame = read_transactions(_write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")).frame
+    assert frame["event_time"].tolist() == [float(t) for t in range(8)]
+    assert frame["source_line"].tolist() == list(range(2, 10))
+    rows[6] = _row(v="oops")
+    with pytest.raises(InvalidInputError) as info:
+        read_transactions(_write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n", "g.csv"))
+    assert info.value.location == "g.csv:8:2"
+
+
+def test_read_transactions_binary_file_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(HEADER.encode() + b"\n\x00\x01\x02,3\n")
+    with pytest.raises(InvalidInputError) as info:
+        read_transactions(path)
+    assert info.value.location is not None and info.value.location.startswith("f.csv")
+    path.write_bytes(b"\xff\xfe" + HEADER.encode())
+    with pytest.raises(InvalidInputError, match="UTF-8"):
+        read_transactions(path)
