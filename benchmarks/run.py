@@ -31,12 +31,15 @@ from app.core.server import FunctionServer
 
 T = TypeVar("T")
 KAGGLE_ROWS = 284_807
+PEAK_AFTER: dict[str, float] = {}
 
 
 def _timed(results: dict[str, Any], name: str, fn: Callable[[], T]) -> T:
     start = time.perf_counter()
     value = fn()
     results[name] = round(time.perf_counter() - start, 3)
+    # Peak RSS so far: read stage by stage, it says which stage set the peak.
+    PEAK_AFTER[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(f"{name}: {results[name]:.2f}s", file=sys.stderr, flush=True)
     return value
 
@@ -120,6 +123,8 @@ def run(rows: int, n_requests: int, home: Path) -> dict[str, Any]:
         # ru_maxrss is KiB on Linux; children are the pipeline steps and the server.
         "peak_rss_mib": {
             "self": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "self_after_stage": dict(PEAK_AFTER),
+            # Forked children inherit the parent's pages, so this is at least the parent's peak.
             "largest_child": round(
                 resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
             ),

@@ -127,21 +127,28 @@ def _shift_vector(scale: float) -> np.ndarray:
 def write_csv(frame: pd.DataFrame, path: Path, *, with_cards: bool = True) -> Path:
     """Write in the Kaggle file's exact format (optionally with the card column)."""
     columns = [*KAGGLE_COLUMNS, CARD_COLUMN] if with_cards else list(KAGGLE_COLUMNS)
-    # Bare numbers, quoted header, quoted class and card: the original's quoting.
-    parts = [frame["Time"].astype(np.int64).astype(str)]
-    parts += [frame[c].map(_num) for c in (*PCA_COLUMNS, "Amount")]
-    parts.append('"' + frame["Class"].astype(int).astype(str) + '"')
-    if with_cards:
-        parts.append('"' + frame[CARD_COLUMN].astype(str) + '"')
-    lines = parts[0].str.cat(pd.concat(parts[1:], axis=1), sep=",")
     header = ",".join(f'"{c}"' for c in columns)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as fh:
         fh.write(header + "\n")
-        fh.write("\n".join(lines) + "\n")
+        for begin in range(0, len(frame), _WRITE_CHUNK):
+            fh.write(_lines(frame.iloc[begin : begin + _WRITE_CHUNK], with_cards) + "\n")
     tmp.replace(path)
     return path
+
+
+_WRITE_CHUNK = 20_000
+
+
+def _lines(chunk: pd.DataFrame, with_cards: bool) -> str:
+    # Bare numbers, quoted class and card: the original's quoting.
+    parts = [chunk["Time"].astype(np.int64).astype(str)]
+    parts += [chunk[c].map(_num) for c in (*PCA_COLUMNS, "Amount")]
+    parts.append('"' + chunk["Class"].astype(int).astype(str) + '"')
+    if with_cards:
+        parts.append('"' + chunk[CARD_COLUMN].astype(str) + '"')
+    return "\n".join(parts[0].str.cat(pd.concat(parts[1:], axis=1), sep=","))
 
 
 def _num(value: float) -> str:

@@ -45,13 +45,24 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def frame_hash(frame: pd.DataFrame) -> str:
-    """Order-independent content hash of a training-shaped frame."""
-    ordered = frame.sort_values("txn_id", kind="stable").reset_index(drop=True)
-    hashed = pd.util.hash_pandas_object(ordered, index=False).to_numpy()
-    digest = hashlib.sha256(hashed.tobytes())
-    digest.update(",".join(ordered.columns).encode())
-    return digest.hexdigest()
+_HASH_BATCH = 50_000
+
+
+def table_hash(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, int, int]:
+    """(content hash, rows, frauds) of a training-shaped table, read in batches.
+
+    Rows are hashed one by one in ``txn_id`` order, so the hash depends on the
+    content only, not on how it was stored or batched.
+    """
+    relation = con.sql(f"SELECT * FROM {table} ORDER BY txn_id")
+    digest = hashlib.sha256(",".join(relation.columns).encode())
+    rows = frauds = 0
+    for batch in relation.to_arrow_reader(_HASH_BATCH):
+        part = batch.to_pandas()
+        digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+        rows += len(part)
+        frauds += int(part["label"].sum())
+    return digest.hexdigest(), rows, frauds
 
 
 class DuckDBWarehouse:
@@ -194,10 +205,9 @@ class DuckDBWarehouse:
                 f"CREATE OR REPLACE TABLE {staging} AS "
                 "SELECT * FROM training.transactions ORDER BY txn_id"
             )
-            frame = con.execute(f"SELECT * FROM {staging}").df()
-            if frame.empty:
+            content_hash, rows, frauds = table_hash(con, staging)
+            if rows == 0:
                 raise InvalidInputError("training table is empty: nothing to snapshot")
-            content_hash = frame_hash(frame)
             snapshot_id = f"snap_{seq:04d}_{content_hash[:8]}"
             table = f"snapshots.{snapshot_id}"
             con.execute(f"ALTER TABLE {staging} RENAME TO {snapshot_id}")
@@ -206,8 +216,8 @@ class DuckDBWarehouse:
                 table=table,
                 source_ingest_id=ingest_id,
                 source_object=source_object,
-                row_count=len(frame),
-                fraud_count=int(frame["label"].sum()),
+                row_count=rows,
+                fraud_count=frauds,
                 content_hash=content_hash,
                 created_at=_now(),
             )
@@ -246,7 +256,9 @@ class DuckDBWarehouse:
             return con.execute(f"SELECT * FROM {info.table} ORDER BY txn_id").df()
 
     def snapshot_content_hash(self, snapshot_id: str) -> str:
-        return frame_hash(self.read_snapshot(snapshot_id))
+        info = self.get_snapshot(snapshot_id)
+        with self._connect() as con:
+            return table_hash(con, info.table)[0]
 
     def latest_card_features(self, snapshot_id: str) -> pd.DataFrame:
         info = self.get_snapshot(snapshot_id)
