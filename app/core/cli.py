@@ -56,15 +56,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    # "-" reads the number from stdin, keeping it out of `ps` and the shell history.
+    number = sys.stdin.readline().strip() if args.card_number == "-" else args.card_number
     if args.url:
         import requests
 
-        resp = requests.post(args.url, json={"card_number": args.card_number}, timeout=30)
+        try:
+            resp = requests.post(args.url, json={"card_number": number}, timeout=30)
+        except requests.RequestException as exc:
+            raise BackendUnavailableError(
+                f"{args.url} did not answer: {type(exc).__name__}"
+            ) from exc
         print(json.dumps(resp.json(), indent=2))
-        return 0 if resp.ok else 1
+        return {200: 0, 400: 2, 404: 3, 503: 4}.get(resp.status_code, 1)
     from app.core.scoring import Scorer
 
-    score = Scorer(load_config()).score(args.card_number)
+    score = Scorer(load_config()).score(number)
     print(json.dumps(score.as_response(), indent=2))
     return 0
 
@@ -88,7 +95,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from app.core.data.generate import generate, write_csv
 
-    data = generate(args.rows, fraud_rate=args.fraud_rate, seed=args.seed)
+    try:
+        data = generate(args.rows, fraud_rate=args.fraud_rate, seed=args.seed)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc), location="generate") from exc
     write_csv(data.frame, Path(args.out), with_cards=not args.kaggle_format)
     print(f"wrote {len(data.frame):,} rows ({int(data.frame['Class'].sum())} fraud) to {args.out}")
     return 0
@@ -144,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     predict = sub.add_parser("predict", help="score a card number")
-    predict.add_argument("card_number")
+    predict.add_argument("card_number", help="the number, or - to read it from stdin")
     predict.add_argument("--url", help="call a running function instead of scoring in-process")
     predict.set_defaults(func=_cmd_predict)
 

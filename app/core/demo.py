@@ -19,6 +19,7 @@ import requests
 from app.core import status
 from app.core.config import home_dir, load_config
 from app.core.data.generate import generate, write_csv
+from app.core.errors import InvalidInputError
 from app.core.ingest.reader import read_transactions
 from app.core.ingest_cli import ingest
 from app.core.server import FunctionServer
@@ -39,7 +40,7 @@ def _step(n: int, total: int, title: str) -> Callable[[], float]:
 def known_cards(path: Path, pool_size: int, bin_prefix: str) -> tuple[list[str], list[str]]:
     """Cards whose latest transaction is a fraud, and cards that never saw one."""
     frame = read_transactions(path, pool_size=pool_size, bin_prefix=bin_prefix).frame
-    ordered = frame.sort_values(["event_time", "source_line"], kind="stable")
+    ordered = frame.sort_values(["source_time", "source_line"], kind="stable")
     last = ordered.groupby("card_number", sort=False).tail(1)
     fraud_ever = set(frame.loc[frame["label"] == 1, "card_number"])
     fraud = list(last.loc[last["label"] == 1, "card_number"])
@@ -57,7 +58,10 @@ def run_demo(*, rows: int, data: Path | None, fraud_rate: float) -> int:
     done = _step(1, total, "preparing data")
     if data is None:
         path = home / "inbox" / f"transactions-{rows}.csv"
-        generated = generate(rows, fraud_rate=fraud_rate)
+        try:
+            generated = generate(rows, fraud_rate=fraud_rate)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc), location="--rows/--fraud-rate") from exc
         write_csv(generated.frame, path)
         _say(
             f"      generated {len(generated.frame):,} rows, "

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.core import backends
 from app.core.config import RuntimeConfig
-from app.core.errors import InvalidInputError
+from app.core.errors import InvalidInputError, NotFoundError
 from app.core.ingest.load import load_landed
 from app.core.ports import LandedObject, PipelineResult
 
@@ -49,8 +49,8 @@ def should_process(cfg: RuntimeConfig, conf: RunConf) -> bool:
     if conf.force:
         return True
     wh = backends.warehouse(cfg)
-    ingest_id = conf.landed.ingest_id
-    if not wh.has_ingest(ingest_id):
+    ingest_id = wh.find_ingest(conf.content_hash)
+    if ingest_id is None:
         return True
     snapshot = next((s for s in wh.list_snapshots() if s.source_ingest_id == ingest_id), None)
     return snapshot is None or not wh.training_runs(snapshot.snapshot_id)
@@ -68,19 +68,31 @@ def transform(cfg: RuntimeConfig) -> int:
 
 
 def snapshot(cfg: RuntimeConfig, conf: RunConf) -> dict[str, Any]:
-    info = backends.warehouse(cfg).snapshot_training(
-        ingest_id=conf.landed.ingest_id, source_object=conf.object_name
-    )
-    return asdict(info)
+    wh = backends.warehouse(cfg)
+    # The same content may have been loaded earlier under another name: that ingest
+    # owns the rows, so it owns the snapshot too.
+    ingest_id = wh.find_ingest(conf.content_hash)
+    if ingest_id is None:
+        raise NotFoundError(f"{conf.object_name} has not been loaded; load_raw must run first")
+    source_object = ingest_id.rsplit("@", 1)[0]
+    return asdict(wh.snapshot_training(ingest_id=ingest_id, source_object=source_object))
 
 
 def sync_feature_view(cfg: RuntimeConfig, snapshot_id: str) -> dict[str, Any]:
+    """Serve the newest snapshot's features, whichever run asks.
+
+    A re-run for an older file (``--force``) must not put stale features back online,
+    so the target is always the latest snapshot, not necessarily ``snapshot_id``.
+    """
     store = backends.online_store(cfg)
+    wh = backends.warehouse(cfg)
+    latest = wh.list_snapshots()[-1].snapshot_id
     last = store.last_sync()
-    if last is not None and last.snapshot_id == snapshot_id:
-        return {**asdict(last), "skipped": True}
-    features = backends.warehouse(cfg).latest_card_features(snapshot_id)
-    return {**asdict(store.sync(features, snapshot_id=snapshot_id)), "skipped": False}
+    if last is not None and last.snapshot_id == latest:
+        return {**asdict(last), "skipped": True, "requested": snapshot_id}
+    features = wh.latest_card_features(latest)
+    info = store.sync(features, snapshot_id=latest)
+    return {**asdict(info), "skipped": False, "requested": snapshot_id}
 
 
 def train(cfg: RuntimeConfig, snapshot_id: str, *, force: bool = False) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from app.core import backends
 from app.core.config import RuntimeConfig
+from app.core.errors import ConflictError
 from app.core.trigger import DagRunReport, LocalAirflowTrigger
 
 
@@ -23,9 +24,12 @@ def ingest(
     say = (lambda _msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     say(f"landed {landed.name} (sha256 {landed.content_hash[:12]}); running DAG fraud_training")
     trigger = LocalAirflowTrigger(cfg)
-    reports = trigger.dispatch_pending(force=force, on_task=lambda t: say(f"  task done: {t}"))
-    mine = [r for r in reports if r.object_name == landed.name]
-    report = mine[-1]
+    reports = trigger.dispatch_pending(
+        only=landed, force=force, on_task=lambda t: say(f"  task done: {t}")
+    )
+    if not reports:
+        raise ConflictError(f"the event for {landed.name} was taken by another trigger (watch?)")
+    report = reports[-1]
     say(f"DAG run {report.run_id}: {report.state} ({report.log_path})")
     for task, state in sorted(report.tasks.items()):
         say(f"  {task}: {state}")

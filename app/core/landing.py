@@ -110,22 +110,57 @@ class LocalLandingZone:
         tmp.write_text(json.dumps(event))
         os.replace(tmp, pending / f"{stamp}-{landed.content_hash[:8]}.json")
 
-    def claim_next(self) -> tuple[Path, LandedObject] | None:
-        """Take the oldest pending event; rename makes the claim exclusive."""
+    def claim_next(self, only: LandedObject | None = None) -> tuple[Path, LandedObject] | None:
+        """Take the oldest pending event (or the one for ``only``).
+
+        The rename is the lock: one consumer wins it. The claimed file carries the
+        claimer's pid, so a claim left by a killed process can be handed back.
+        """
         pending = self.events / "pending"
         claimed = self.events / "claimed"
         claimed.mkdir(parents=True, exist_ok=True)
         for event_file in sorted(pending.glob("*.json")) if pending.exists() else []:
-            target = claimed / event_file.name
+            data = json.loads(event_file.read_text())
+            landed = LandedObject(data["name"], data["uri"], data["content_hash"])
+            if only is not None and (landed.name, landed.content_hash) != (
+                only.name,
+                only.content_hash,
+            ):
+                continue
+            target = claimed / f"{os.getpid()}~{event_file.name}"
             try:
                 os.replace(event_file, target)
             except FileNotFoundError:
                 continue  # another consumer took it
-            data = json.loads(target.read_text())
-            return target, LandedObject(data["name"], data["uri"], data["content_hash"])
+            return target, landed
         return None
+
+    def requeue_orphans(self) -> int:
+        """Hand back claims whose process is gone (killed mid-run), so the file is not lost."""
+        claimed = self.events / "claimed"
+        requeued = 0
+        for event_file in claimed.glob("*~*.json") if claimed.exists() else []:
+            pid_text, original = event_file.name.split("~", 1)
+            if _alive(int(pid_text)):
+                continue
+            try:
+                os.replace(event_file, self.events / "pending" / original)
+                requeued += 1
+            except FileNotFoundError:
+                continue
+        return requeued
 
     def finish(self, event_file: Path, *, ok: bool) -> None:
         done = self.events / ("done" if ok else "failed")
         done.mkdir(parents=True, exist_ok=True)
-        os.replace(event_file, done / event_file.name)
+        os.replace(event_file, done / event_file.name.split("~", 1)[-1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -100,10 +100,18 @@ class LandedObject:
 
 
 class Warehouse(Protocol):
-    def has_ingest(self, ingest_id: str) -> bool: ...
+    def find_ingest(self, content_hash: str) -> str | None:
+        """The ingest id under which this content was loaded, if it was."""
+        ...
 
-    def load_raw(self, frame: pd.DataFrame, *, ingest_id: str, source_object: str) -> IngestResult:
-        """Append ``frame`` to raw, all rows or none; a known ``ingest_id`` adds nothing."""
+    def load_raw(
+        self, frame: pd.DataFrame, *, ingest_id: str, source_object: str, content_hash: str
+    ) -> IngestResult:
+        """Append ``frame`` to raw, all rows or none; known content adds nothing.
+
+        ``source_time`` is the file's own clock; the warehouse places the file after the
+        latest loaded transaction to give ``event_time``.
+        """
         ...
 
     def build_training_table(self) -> int:

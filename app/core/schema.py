@@ -40,7 +40,13 @@ RAW_SCHEMA: tuple[Column, ...] = (
     Column("source_line", "INT64", "1-based line number in the landed file"),
     Column("card_id", "STRING", "HMAC-SHA256 of the card number (never the number itself)"),
     Column("card_masked", "STRING", "First 6 and last 4 digits of the card number"),
-    Column("event_time", "FLOAT64", "Seconds since the first transaction of the data set (Time)"),
+    Column("source_time", "FLOAT64", "Time as in the file: seconds since the file's first row"),
+    Column(
+        "event_time",
+        "FLOAT64",
+        "Seconds on the platform's timeline: each file is placed after the latest loaded "
+        "transaction (first file: event_time = Time)",
+    ),
     *(Column(c, "FLOAT64", f"PCA component {c} of the original features") for c in PCA_COLUMNS),
     Column("amount", "FLOAT64", "Transaction amount"),
     Column("label", "INT64", "1 for fraud, 0 for legitimate (Class)"),
@@ -75,7 +81,7 @@ TRAINING_SCHEMA: tuple[Column, ...] = (
     Column("txn_id", "STRING", "Stable transaction id: ingest id and source line"),
     Column("card_id", "STRING", "HMAC-SHA256 of the card number"),
     Column("card_masked", "STRING", "First 6 and last 4 digits of the card number"),
-    Column("event_time", "FLOAT64", "Seconds since the first transaction of the data set"),
+    Column("event_time", "FLOAT64", "Seconds on the platform's timeline (see raw.event_time)"),
     *(Column(c, "FLOAT64", f"PCA component {c}") for c in PCA_COLUMNS),
     Column("amount", "FLOAT64", "Transaction amount"),
     *CARD_FEATURES,

@@ -11,7 +11,7 @@ from typing import Any
 
 from app.core import backends, cards
 from app.core.config import RuntimeConfig
-from app.core.errors import NotFoundError
+from app.core.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from app.core.ports import ModelEndpoint, OnlineStore
 from app.core.secrets import card_key
 
@@ -41,7 +41,8 @@ class Score:
 
 class Scorer:
     def __init__(self, cfg: RuntimeConfig) -> None:
-        self._key = card_key(cfg)
+        self._cfg = cfg
+        self._key: bytes | None = None
         self._store: OnlineStore = backends.online_store(cfg)
         self._endpoint: ModelEndpoint = backends.endpoint(cfg)
 
@@ -49,11 +50,18 @@ class Scorer:
         start = time.perf_counter()
         number = cards.normalize(raw_card_number)
         masked = cards.mask(number)
+        if self._key is None:
+            # Read after validation: a bad request is a 400 even when the key is missing.
+            self._key = card_key(self._cfg)
         try:
             record = self._store.fetch(cards.card_id(number, self._key))
         except NotFoundError as exc:
             raise NotFoundError(f"card {masked} has no features in the online store") from exc
-        prediction = self._endpoint.predict(record.features)
+        try:
+            prediction = self._endpoint.predict(record.features)
+        except InvalidInputError as exc:
+            # The stored features do not fit the model: our fault, not the caller's.
+            raise BackendUnavailableError(f"features of {masked} do not fit the model") from exc
         return Score(
             card=masked,
             fraud_probability=prediction.probability,

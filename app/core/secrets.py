@@ -12,9 +12,16 @@ from app.core.errors import BackendUnavailableError, ConfigError
 KEY_BYTES = 32
 
 
-def card_key(cfg: RuntimeConfig) -> bytes:
+def card_key(cfg: RuntimeConfig, *, create: bool = False) -> bytes:
+    """The key; only the loader may ``create`` it.
+
+    A reader that made a fresh key would silently key every card differently
+    (every lookup a 404, every card's history split), so readers fail instead.
+    """
     source = cfg.card_key
     if isinstance(source, FileSecretConfig):
+        if not create and not source.path.exists():
+            raise ConfigError(f"card key {source.path} does not exist; load data first")
         return _file_key(source.path)
     raise BackendUnavailableError(f"card key source {source.kind!r} is not part of this build yet")
 

@@ -7,13 +7,15 @@ object as run conf, waiting for it to finish.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +105,12 @@ class LocalAirflowTrigger:
         on_task: Callable[[str], None] | None = None,
     ) -> DagRunReport:
         self.ensure_db()
+        with _exclusive(self.home / "run.lock"):
+            return self._run(landed, force=force, on_task=on_task)
+
+    def _run(
+        self, landed: LandedObject, *, force: bool, on_task: Callable[[str], None] | None
+    ) -> DagRunReport:
         conf = {
             "object_name": landed.name,
             "uri": landed.uri,
@@ -159,7 +167,7 @@ class LocalAirflowTrigger:
             raise BackendUnavailableError("this landing zone is consumed by Composer, not locally")
         reports: list[DagRunReport] = []
         while True:
-            landing.scan(settle_seconds=0.0 if once else interval)
+            landing.scan(settle_seconds=interval)
             for report in self.dispatch_pending():
                 reports.append(report)
                 if on_report is not None:
@@ -169,14 +177,19 @@ class LocalAirflowTrigger:
             time.sleep(interval)
 
     def dispatch_pending(
-        self, *, force: bool = False, on_task: Callable[[str], None] | None = None
+        self,
+        *,
+        only: LandedObject | None = None,
+        force: bool = False,
+        on_task: Callable[[str], None] | None = None,
     ) -> list[DagRunReport]:
-        """Run the DAG once per pending object-finalize event, oldest first."""
+        """Run the DAG once per pending object-finalize event (or ``only``'s), oldest first."""
         landing = backends.landing_zone(self.cfg)
         if not isinstance(landing, LocalLandingZone):
             raise BackendUnavailableError("this landing zone is consumed by Composer, not locally")
+        landing.requeue_orphans()
         reports = []
-        while (item := landing.claim_next()) is not None:
+        while (item := landing.claim_next(only)) is not None:
             event_file, landed = item
             try:
                 report = self.run(landed, force=force, on_task=on_task)
@@ -186,3 +199,15 @@ class LocalAirflowTrigger:
             landing.finish(event_file, ok=report.ok)
             reports.append(report)
         return reports
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """One DAG run at a time across processes (``max_active_runs=1`` for ``dag.test``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -82,7 +82,8 @@ def predict(request: flask.Request) -> flask.Response:
         return _error(415, "Content-Type must be application/json", request_id)
     if (request.content_length or 0) > MAX_BODY_BYTES:
         return _error(413, f"body larger than {MAX_BODY_BYTES} bytes", request_id)
-    raw = request.get_data(cache=False)
+    # Chunked bodies carry no Content-Length: read at most one byte past the limit.
+    raw = request.stream.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         return _error(413, f"body larger than {MAX_BODY_BYTES} bytes", request_id)
     try:

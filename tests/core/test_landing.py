@@ -54,3 +54,28 @@ def test_scan_already_landed_file_is_not_announced_again(tmp_path: Path, small_c
     zone = LocalLandingZone(tmp_path / "landing")
     zone.land(small_csv)
     assert zone.scan(settle_seconds=0) == []
+
+
+def test_claim_next_only_takes_the_named_objects_event(tmp_path: Path, small_csv: Path) -> None:
+    zone = LocalLandingZone(tmp_path / "landing")
+    first = zone.land(small_csv, name="a.csv")
+    second = zone.land(small_csv, name="b.csv")
+    claimed = zone.claim_next(only=second)
+    assert claimed is not None and claimed[1] == second
+    rest = zone.claim_next()
+    assert rest is not None and rest[1] == first
+
+
+def test_requeue_orphans_returns_dead_claims_to_pending(tmp_path: Path, small_csv: Path) -> None:
+    zone = LocalLandingZone(tmp_path / "landing")
+    landed = zone.land(small_csv)
+    claimed = zone.claim_next()
+    assert claimed is not None
+    assert zone.requeue_orphans() == 0  # this process is alive
+    dead = claimed[0].with_name("999999999~" + claimed[0].name.split("~", 1)[1])
+    claimed[0].rename(dead)
+    assert zone.requeue_orphans() == 1
+    again = zone.claim_next()
+    assert again is not None and again[1] == landed
+    zone.finish(again[0], ok=True)
+    assert [p.name for p in (zone.events / "done").iterdir()] == [dead.name.split("~", 1)[1]]

@@ -6,6 +6,8 @@ One module-scoped platform, exercised in order; each test asserts concrete value
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +167,9 @@ def test_file_dropped_into_landing_folder_triggers_dag_run(platform: Platform) -
     """The real Kaggle format (no card column), put into the folder by plain copy."""
     extra = generate(2000, fraud_rate=0.02, seed=9).frame
     landing_dir = platform.cfg.landing.path  # type: ignore[union-attr]
-    write_csv(extra, landing_dir / "creditcard-day2.csv", with_cards=False)
+    dropped = write_csv(extra, landing_dir / "creditcard-day2.csv", with_cards=False)
+    settled = time.time() - 60  # the copy finished a minute ago
+    os.utime(dropped, (settled, settled))
     (report,) = LocalAirflowTrigger(platform.cfg).watch(once=True)
     assert report.ok, report
     assert report.object_name == "creditcard-day2.csv"

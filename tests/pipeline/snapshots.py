@@ -14,7 +14,10 @@ def load_snapshot(cfg: RuntimeConfig, *, rows: int = 5000, seed: int = 3) -> Sna
     warehouse = DuckDBWarehouse(cfg.warehouse.path)
     ingest_id = f"synthetic-{seed}.csv@{rows}"
     warehouse.load_raw(
-        synthetic_raw_frame(rows, seed=seed), ingest_id=ingest_id, source_object="synthetic.csv"
+        synthetic_raw_frame(rows, seed=seed),
+        ingest_id=ingest_id,
+        source_object="synthetic.csv",
+        content_hash=f"synthetic-{seed}-{rows}",
     )
     warehouse.build_training_table()
     return warehouse.snapshot_training(ingest_id=ingest_id, source_object="synthetic.csv")

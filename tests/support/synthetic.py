@@ -78,5 +78,6 @@ def synthetic_raw_frame(
     computes the card features itself."""
     frame = synthetic_training_frame(rows, fraud_rate=fraud_rate, cards=cards, seed=seed, days=days)
     frame["source_line"] = np.arange(2, rows + 2, dtype=np.int64)  # line 1 is the CSV header
-    added_on_load = {"ingest_id", "source_object", "loaded_at"}
+    frame["source_time"] = frame["event_time"]
+    added_on_load = {"ingest_id", "source_object", "event_time", "loaded_at"}
     return frame[[c.name for c in RAW_SCHEMA if c.name not in added_on_load]]

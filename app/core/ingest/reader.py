@@ -9,15 +9,17 @@ Accepts the Kaggle / ULB file exactly as published (quoted header, quoted
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 import pandas as pd
 
 from app.core import cards
-from app.core.errors import InvalidInputError
+from app.core.errors import ConflictError, InvalidInputError
 from app.core.schema import CARD_COLUMN, KAGGLE_COLUMNS, PCA_COLUMNS
 
 NUMERIC_COLUMNS: tuple[str, ...] = ("Time", *PCA_COLUMNS, "Amount")
@@ -27,7 +29,7 @@ NUMERIC_COLUMNS: tuple[str, ...] = ("Time", *PCA_COLUMNS, "Amount")
 class ParsedFile:
     """Validated rows.
 
-    Columns: ``source_line``, ``card_number``, ``event_time``, V1..V28, ``amount``, ``label``.
+    Columns: ``source_line``, ``card_number``, ``source_time``, V1..V28, ``amount``, ``label``.
     """
 
     frame: pd.DataFrame
@@ -43,16 +45,47 @@ def read_transactions(
     display_name: str | None = None,
     pool_size: int = 2000,
     bin_prefix: str = "400000",
+    expected_hash: str | None = None,
 ) -> ParsedFile:
-    """Stream the file in chunks, validating each; the first problem aborts the whole read."""
+    """Stream the file in chunks, validating each; the first problem aborts the whole read.
+
+    With ``expected_hash``, the bytes parsed must be the bytes that landed (SHA-256).
+    """
     name = display_name or path.name
     try:
-        with path.open("r", encoding="utf-8", newline="") as fh:
-            return _read(fh, name, pool_size, bin_prefix)
+        with path.open("rb", buffering=0) as raw:
+            hashing = _HashingReader(raw)
+            text = io.TextIOWrapper(io.BufferedReader(hashing), encoding="utf-8", newline="")
+            parsed = _read(text, name, pool_size, bin_prefix)
+            text.read()  # hash to the end even past trailing blank lines
     except UnicodeDecodeError as exc:
         raise InvalidInputError("is not UTF-8 text", location=name) from exc
     except OSError as exc:
         raise InvalidInputError(f"cannot be read: {exc.strerror}", location=name) from exc
+    if expected_hash is not None and hashing.hexdigest() != expected_hash:
+        # Replaced while being read: the newer object has its own event and its own run.
+        raise ConflictError(f"{name} changed while it was being read; its newer version loads")
+    return parsed
+
+
+class _HashingReader(io.RawIOBase):
+    """Hashes the bytes as the parser reads them: what is parsed is what is hashed."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            self._digest.update(memoryview(buffer)[:n])
+        return int(n or 0)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
 
 def _read(fh: TextIO, name: str, pool_size: int, bin_prefix: str) -> ParsedFile:
@@ -130,8 +163,8 @@ def _chunk(
         numbers = [cards.assign_card_number(",".join(row), pool_size, bin_prefix) for row in rows]
     frame[CARD_COLUMN] = numbers
 
-    out = frame.rename(columns={"Time": "event_time", "Amount": "amount", "Class": "label"})
-    ordered = ["source_line", CARD_COLUMN, "event_time", *PCA_COLUMNS, "amount", "label"]
+    out = frame.rename(columns={"Time": "source_time", "Amount": "amount", "Class": "label"})
+    ordered = ["source_line", CARD_COLUMN, "source_time", *PCA_COLUMNS, "amount", "label"]
     return out[ordered]
 
 
@@ -195,5 +228,6 @@ def _non_negative(frame: pd.DataFrame, col: str, lines: list[int], name: str) ->
 
 def _show(value: object) -> str:
     text = str(value)
-    # Cells are echoed so the user can find them, but never long enough to leak a card number.
-    return repr(text[:12] + "…") if len(text) > 12 else repr(text)
+    # Cells are echoed so the user can find them, but never more than 6 characters: a
+    # misplaced card number must not leak beyond what a masked number shows.
+    return repr(text[:6] + "…") if len(text) > 6 else repr(text)

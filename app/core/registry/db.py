@@ -62,8 +62,8 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
         connection.execute("PRAGMA foreign_keys = ON")
         try:
             yield connection
-        except sqlite3.OperationalError as exc:
-            # Locked or unreadable database: a transient condition for the caller to retry.
+        except sqlite3.Error as exc:
+            # Locked, unreadable or corrupt database: the caller gets a 503, not a trace.
             raise BackendUnavailableError(f"model registry {path}: {exc}") from exc
 
 

@@ -14,9 +14,20 @@ WITH base AS (
     label
   FROM raw.transactions
 ),
-windowed AS (
+keyed AS (
+  -- A strict per-card order: microseconds plus the row's rank among same-second rows.
+  -- RANGE frames over event_time alone would let a row see later rows of the same
+  -- second (its peers); over this key a row sees only rows ordered before it.
+  -- (Assumes fewer than a million transactions per card per second.)
   SELECT
     base.*,
+    CAST(ROUND(event_time * 1000000) AS INT64)
+      + ROW_NUMBER() OVER (PARTITION BY card_id, event_time ORDER BY txn_id) - 1 AS order_key
+  FROM base
+),
+windowed AS (
+  SELECT
+    keyed.*,
     COUNT(*) OVER last_hour AS card_txn_count_1h,
     COUNT(*) OVER last_day AS card_txn_count_24h,
     SUM(amount) OVER last_day AS card_amount_sum_24h,
@@ -24,11 +35,17 @@ windowed AS (
     MAX(amount) OVER last_day AS card_amount_max_24h,
     STDDEV_POP(amount) OVER last_day AS card_amount_sd_24h,
     event_time - LAG(event_time) OVER card_order AS secs_since_prev_txn
-  FROM base
+  FROM keyed
   WINDOW
-    card_order AS (PARTITION BY card_id ORDER BY event_time, txn_id),
-    last_hour AS (PARTITION BY card_id ORDER BY event_time RANGE BETWEEN 3600 PRECEDING AND CURRENT ROW),
-    last_day AS (PARTITION BY card_id ORDER BY event_time RANGE BETWEEN 86400 PRECEDING AND CURRENT ROW)
+    card_order AS (PARTITION BY card_id ORDER BY order_key),
+    last_hour AS (
+      PARTITION BY card_id ORDER BY order_key
+      RANGE BETWEEN 3600000000 PRECEDING AND CURRENT ROW
+    ),
+    last_day AS (
+      PARTITION BY card_id ORDER BY order_key
+      RANGE BETWEEN 86400000000 PRECEDING AND CURRENT ROW
+    )
 )
 SELECT
   txn_id,

@@ -106,6 +106,8 @@ class DuckDBWarehouse:
             CREATE TABLE IF NOT EXISTS raw.ingests (
               ingest_id VARCHAR PRIMARY KEY,
               source_object VARCHAR NOT NULL,
+              content_hash VARCHAR NOT NULL UNIQUE,
+              time_offset DOUBLE NOT NULL,
               rows BIGINT NOT NULL,
               loaded_at TIMESTAMP NOT NULL
             );
@@ -144,17 +146,18 @@ class DuckDBWarehouse:
 
     # -- raw ------------------------------------------------------------------
 
-    def has_ingest(self, ingest_id: str) -> bool:
+    def find_ingest(self, content_hash: str) -> str | None:
         with self._connect() as con:
             row = con.execute(
-                "SELECT 1 FROM raw.ingests WHERE ingest_id = ?", [ingest_id]
+                "SELECT ingest_id FROM raw.ingests WHERE content_hash = ?", [content_hash]
             ).fetchone()
-        return row is not None
+        return str(row[0]) if row else None
 
-    def load_raw(self, frame: pd.DataFrame, *, ingest_id: str, source_object: str) -> IngestResult:
-        expected = [
-            c.name for c in RAW_SCHEMA if c.name not in {"ingest_id", "source_object", "loaded_at"}
-        ]
+    def load_raw(
+        self, frame: pd.DataFrame, *, ingest_id: str, source_object: str, content_hash: str
+    ) -> IngestResult:
+        computed = {"ingest_id", "source_object", "event_time", "loaded_at"}
+        expected = [c.name for c in RAW_SCHEMA if c.name not in computed]
         missing = [c for c in expected if c not in frame.columns]
         if missing:
             raise InvalidInputError(f"frame lacks raw columns {missing}", location=source_object)
@@ -162,21 +165,40 @@ class DuckDBWarehouse:
             raise InvalidInputError("no rows to load", location=source_object)
         staged = frame[expected]
         with self._transaction() as con:
-            if con.execute("SELECT 1 FROM raw.ingests WHERE ingest_id = ?", [ingest_id]).fetchone():
-                return IngestResult(ingest_id, source_object, 0, already_loaded=True)
+            # Content, not name, decides: the same bytes under another name add nothing.
+            known = con.execute(
+                "SELECT ingest_id FROM raw.ingests WHERE content_hash = ?", [content_hash]
+            ).fetchall()
+            if known:
+                return IngestResult(str(known[0][0]), source_object, 0, already_loaded=True)
+            # Each file's Time starts at its own zero: place it after everything loaded.
+            ((offset,),) = con.execute(
+                "SELECT COALESCE(MAX(event_time) + 1, 0)::DOUBLE FROM raw.transactions"
+            ).fetchall()
             loaded_at = datetime.now(UTC).replace(tzinfo=None)
+            select = {
+                "ingest_id": "$ingest_id",
+                "source_object": "$source_object",
+                "event_time": "source_time + $offset",
+                "loaded_at": "$loaded_at",
+            }
             con.register("staged", staged)
             con.execute(
                 f"""
                 INSERT INTO raw.transactions ({", ".join(c.name for c in RAW_SCHEMA)})
-                SELECT ?, ?, {", ".join(expected)}, ? FROM staged
+                SELECT {", ".join(select.get(c.name, c.name) for c in RAW_SCHEMA)} FROM staged
                 """,
-                [ingest_id, source_object, loaded_at],
+                {
+                    "ingest_id": ingest_id,
+                    "source_object": source_object,
+                    "offset": offset,
+                    "loaded_at": loaded_at,
+                },
             )
             con.unregister("staged")
             con.execute(
-                "INSERT INTO raw.ingests VALUES (?, ?, ?, ?)",
-                [ingest_id, source_object, len(staged), loaded_at],
+                "INSERT INTO raw.ingests VALUES (?, ?, ?, ?, ?, ?)",
+                [ingest_id, source_object, content_hash, offset, len(staged), loaded_at],
             )
         return IngestResult(ingest_id, source_object, len(staged), already_loaded=False)
 
@@ -247,7 +269,10 @@ class DuckDBWarehouse:
 
     def list_snapshots(self) -> list[SnapshotInfo]:
         with self._connect() as con:
-            rows = con.execute("SELECT * FROM lineage.snapshots ORDER BY snapshot_id").fetchall()
+            rows = con.execute(
+                "SELECT * FROM lineage.snapshots "
+                "ORDER BY CAST(split_part(snapshot_id, '_', 2) AS BIGINT)"
+            ).fetchall()
         return [_snapshot_info(r) for r in rows]
 
     def read_snapshot(self, snapshot_id: str) -> pd.DataFrame:

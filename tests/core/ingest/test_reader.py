@@ -43,7 +43,7 @@ def test_read_transactions_quoted_class_parses_to_int(tmp_path: Path) -> None:
     path = _write(tmp_path, HEADER + "\n" + _row(label='"1"') + "\n" + _row(time="5") + "\n")
     frame = read_transactions(path).frame
     assert frame["label"].tolist() == [1, 0]
-    assert frame["event_time"].tolist() == [0.0, 5.0]
+    assert frame["source_time"].tolist() == [0.0, 5.0]
 
 
 def test_read_transactions_wrong_header_names_line_and_column(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_read_transactions_across_chunks_keeps_lines_and_order(
     monkeypatch.setattr("app.core.ingest.reader.CHUNK_ROWS", 3)
     rows = [_row(time=str(t)) for t in range(8)]
     frame = read_transactions(_write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")).frame
-    assert frame["event_time"].tolist() == [float(t) for t in range(8)]
+    assert frame["source_time"].tolist() == [float(t) for t in range(8)]
     assert frame["source_line"].tolist() == list(range(2, 10))
     rows[6] = _row(v="oops")
     with pytest.raises(InvalidInputError) as info:

@@ -30,12 +30,16 @@ def wh(tmp_path: Path) -> DuckDBWarehouse:
 
 def test_load_raw_same_ingest_twice_adds_nothing(wh: DuckDBWarehouse, small_csv: Path) -> None:
     frame = _raw_frame(small_csv)
-    first = wh.load_raw(frame, ingest_id="small.csv@aa", source_object="small.csv")
-    second = wh.load_raw(frame, ingest_id="small.csv@aa", source_object="small.csv")
+    first = wh.load_raw(
+        frame, ingest_id="small.csv@aa", source_object="small.csv", content_hash="aa"
+    )
+    second = wh.load_raw(
+        frame, ingest_id="small.csv@aa", source_object="small.csv", content_hash="aa"
+    )
     assert (first.rows_loaded, first.already_loaded) == (3000, False)
     assert (second.rows_loaded, second.already_loaded) == (0, True)
     assert wh.table_counts()["raw.transactions"] == 3000
-    assert wh.has_ingest("small.csv@aa")
+    assert wh.find_ingest("aa") == "small.csv@aa"
 
 
 def test_load_raw_failing_row_rolls_back_everything(wh: DuckDBWarehouse, small_csv: Path) -> None:
@@ -43,9 +47,9 @@ def test_load_raw_failing_row_rolls_back_everything(wh: DuckDBWarehouse, small_c
     frame.loc[2999, "amount"] = np.nan
     frame["amount"] = frame["amount"].astype(object).where(frame["amount"].notna(), None)
     with pytest.raises(Exception, match="NOT NULL"):
-        wh.load_raw(frame, ingest_id="bad@1", source_object="bad.csv")
+        wh.load_raw(frame, ingest_id="bad@1", source_object="bad.csv", content_hash="1")
     assert wh.table_counts()["raw.transactions"] == 0
-    assert not wh.has_ingest("bad@1")
+    assert wh.find_ingest("1") is None
 
 
 def test_build_training_table_features_are_point_in_time(
@@ -61,7 +65,7 @@ def test_build_training_table_features_are_point_in_time(
     lines = [",".join([str(t), *["0.1"] * 28, str(a), '"0"', f'"{c}"']) for t, a, c in rows]
     path = tmp_path / "pit.csv"
     path.write_text(header + "\n" + "\n".join(lines) + "\n")
-    wh.load_raw(_raw_frame(path), ingest_id="pit@1", source_object="pit.csv")
+    wh.load_raw(_raw_frame(path), ingest_id="pit@1", source_object="pit.csv", content_hash="1")
     assert wh.build_training_table() == 4
     snap = wh.snapshot_training(ingest_id="pit@1", source_object="pit.csv")
     t = wh.read_snapshot(snap.snapshot_id).sort_values("event_time")
@@ -80,7 +84,7 @@ def test_build_training_table_features_are_point_in_time(
 def test_snapshot_training_same_ingest_returns_same_snapshot(
     wh: DuckDBWarehouse, small_csv: Path
 ) -> None:
-    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv")
+    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
     wh.build_training_table()
     first = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
     again = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
@@ -94,10 +98,10 @@ def test_snapshot_training_same_ingest_returns_same_snapshot(
 def test_snapshot_later_loads_leave_old_snapshot_unchanged(
     wh: DuckDBWarehouse, small_csv: Path, kaggle_csv: Path
 ) -> None:
-    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv")
+    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
     wh.build_training_table()
     first = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
-    wh.load_raw(_raw_frame(kaggle_csv), ingest_id="b@2", source_object="b.csv")
+    wh.load_raw(_raw_frame(kaggle_csv), ingest_id="b@2", source_object="b.csv", content_hash="2")
     assert wh.build_training_table() == 3400
     second = wh.snapshot_training(ingest_id="b@2", source_object="b.csv")
     assert second.row_count == 3400
@@ -117,3 +121,57 @@ def test_record_training_run_round_trips(wh: DuckDBWarehouse) -> None:
     wh.record_training_run(result)
     assert wh.training_runs("snap_0001_x") == [result]
     assert wh.training_runs("other") == []
+
+
+def _csv(tmp_path: Path, name: str, rows: list[tuple[int, float, str]]) -> Path:
+    header = ",".join(
+        f'"{c}"'
+        for c in ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "Class", "card_number"]
+    )
+    lines = [",".join([str(t), *["0.1"] * 28, str(a), '"0"', f'"{c}"']) for t, a, c in rows]
+    path = tmp_path / name
+    path.write_text(header + "\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_build_training_table_same_second_rows_do_not_see_later_peers(
+    wh: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    card = cards.make_card_number(3)
+    path = _csv(tmp_path, "ties.csv", [(100, 1.0, card), (100, 900.0, card), (100, 5.0, card)])
+    wh.load_raw(_raw_frame(path), ingest_id="ties@1", source_object="ties.csv", content_hash="t")
+    wh.build_training_table()
+    snap = wh.snapshot_training(ingest_id="ties@1", source_object="ties.csv")
+    t = wh.read_snapshot(snap.snapshot_id).sort_values("txn_id")
+    assert t["card_txn_count_1h"].tolist() == [1, 2, 3]
+    assert t["card_amount_max_24h"].tolist() == [1.0, 900.0, 900.0]
+    assert t["secs_since_prev_txn"].isna().tolist() == [True, False, False]
+    assert t["secs_since_prev_txn"].tolist()[1:] == [0.0, 0.0]
+
+
+def test_load_raw_second_file_is_placed_after_the_first(
+    wh: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    card = cards.make_card_number(4)
+    day1 = _csv(tmp_path, "d1.csv", [(0, 1.0, card), (500, 2.0, card)])
+    day2 = _csv(tmp_path, "d2.csv", [(0, 3.0, card), (10, 4.0, card)])
+    wh.load_raw(_raw_frame(day1), ingest_id="d1@1", source_object="d1.csv", content_hash="1")
+    wh.load_raw(_raw_frame(day2), ingest_id="d2@2", source_object="d2.csv", content_hash="2")
+    wh.build_training_table()
+    snap = wh.snapshot_training(ingest_id="d2@2", source_object="d2.csv")
+    t = wh.read_snapshot(snap.snapshot_id).sort_values("event_time")
+    assert t["event_time"].tolist() == [0.0, 500.0, 501.0, 511.0]
+    assert t["amount"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    latest = wh.latest_card_features(snap.snapshot_id)
+    assert latest["amount"].tolist() == [4.0]
+    assert latest["card_txn_count_1h"].tolist() == [4]
+
+
+def test_load_raw_same_content_under_new_name_adds_nothing(
+    wh: DuckDBWarehouse, small_csv: Path
+) -> None:
+    frame = _raw_frame(small_csv)
+    wh.load_raw(frame, ingest_id="a.csv@h", source_object="a.csv", content_hash="h")
+    again = wh.load_raw(frame, ingest_id="b.csv@h", source_object="b.csv", content_hash="h")
+    assert again.already_loaded and again.ingest_id == "a.csv@h"
+    assert wh.table_counts()["raw.transactions"] == 3000
