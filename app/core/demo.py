@@ -78,10 +78,18 @@ def run_demo(*, rows: int, data: Path | None, fraud_rate: float) -> int:
         f"landing {path.name}; Airflow runs DAG fraud_training "
         "(load, transform, snapshot, sync, pipeline)",
     )
-    report = ingest(cfg, path, quiet=True)
+    _say("      starting Airflow in-process (the first run also migrates its SQLite DB)")
+    started = time.perf_counter()
+    report = ingest(
+        cfg,
+        path,
+        quiet=True,
+        on_task=lambda t: _say(f"      done: {t} (+{time.perf_counter() - started:.1f}s)"),
+    )
     timings["dag"] = done()
     for task, state in sorted(report.tasks.items()):
-        _say(f"      {task}: {state}")
+        if state != "success":
+            _say(f"      {task}: {state}")
     if not report.ok:
         _say(f"DAG run failed; log: {report.log_path}")
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from app.core import backends
@@ -18,15 +19,20 @@ def ingest(
     name: str | None = None,
     force: bool = False,
     quiet: bool = False,
+    on_task: Callable[[str], None] | None = None,
 ) -> DagRunReport:
     landing = backends.landing_zone(cfg)
     landed = landing.land(path, name=name)
     say = (lambda _msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     say(f"landed {landed.name} (sha256 {landed.content_hash[:12]}); running DAG fraud_training")
     trigger = LocalAirflowTrigger(cfg)
-    reports = trigger.dispatch_pending(
-        only=landed, force=force, on_task=lambda t: say(f"  task done: {t}")
-    )
+
+    def task_done(task_id: str) -> None:
+        say(f"  task done: {task_id}")
+        if on_task is not None:
+            on_task(task_id)
+
+    reports = trigger.dispatch_pending(only=landed, force=force, on_task=task_done)
     if not reports:
         raise ConflictError(f"the event for {landed.name} was taken by another trigger (watch?)")
     report = reports[-1]
