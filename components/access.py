@@ -11,6 +11,7 @@ every other grant is here. All of them are declared, with a reason, in
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,15 @@ from components.identity import Identity
 from components.landing import Landing
 from components.pipeline import Pipeline
 from components.secrets import CardKeySecret
+from components.service_agents import ServiceAgents
 from components.warehouse import Warehouse
+
+# What the inference account may do on the endpoint: score, and read its metadata.
+PREDICTOR_PERMISSIONS: tuple[str, ...] = (
+    "aiplatform.endpoints.get",
+    "aiplatform.endpoints.predict",
+)
+_ROLE_ID = re.compile(r"^[a-zA-Z0-9_.]{3,64}$")
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,9 @@ class AccessArgs:
     feature_store: FeatureStore
     pipeline: Pipeline
     card_key: CardKeySecret
+    agents: ServiceAgents
+    # Project custom role id for the endpoint's callers (letters, digits, _ and .).
+    predictor_role_id: str
     # Principals that upload to the landing bucket.
     landing_writers: Sequence[str] = ()
 
@@ -44,6 +56,11 @@ class AccessArgs:
         missing = {"orchestration", "training", "sync", "inference"} - set(self.identity.accounts)
         if missing:
             raise ValueError(f"AccessArgs.identity: missing accounts {sorted(missing)}")
+        if not _ROLE_ID.match(self.predictor_role_id):
+            raise ValueError(
+                f"AccessArgs.predictor_role_id: {self.predictor_role_id!r} is not a role id "
+                "([a-zA-Z0-9_.]{3,64})"
+            )
         public = {"allUsers", "allAuthenticatedUsers"} & set(self.landing_writers)
         if public:
             raise ValueError(f"AccessArgs.landing_writers: {sorted(public)} is public")
@@ -65,19 +82,10 @@ class Access(Component):
             args.pipeline,
         )
 
-        # Google-managed agents that act for us on our resources. Vertex AI's is
-        # created on demand (it may not exist yet on a new project); Composer's
-        # exists once its API is on.
-        vertex_agent = gcp.projects.ServiceIdentity(
-            self.n("vertex-agent"),
-            project=args.project,
-            service="aiplatform.googleapis.com",
-            opts=self.child(),
-        )
-        number = gcp.organizations.get_project_output(project_id=args.project).number
-        composer_agent = pulumi.Output.format(
-            "serviceAccount:service-{0}@cloudcomposer-accounts.iam.gserviceaccount.com", number
-        )
+        # Google-managed agents that act for us on our resources, created by
+        # ServiceAgents before anything is granted to them.
+        vertex_agent = args.agents.member("aiplatform")
+        composer_agent = args.agents.member("composer")
 
         # --- orchestration: the Composer environment --------------------------
         orch = ident.member("orchestration")
@@ -98,7 +106,7 @@ class Access(Component):
         self._project(train, "training", "roles/bigquery.jobUser")
         self._project(train, "training", "roles/aiplatform.user")
         self._dataset(train, "training", "roles/bigquery.dataViewer", wh.snapshots, "snapshot")
-        self._bucket(train, "training", "roles/storage.objectAdmin", pipe.bucket, "root")
+        self._bucket(train, "training", "roles/storage.objectUser", pipe.bucket, "root")
         self._account(train, "training", "roles/iam.serviceAccountUser", "training")
 
         # --- sync: rebuilds the feature view's source table from a snapshot ------
@@ -119,13 +127,25 @@ class Access(Component):
             role="roles/aiplatform.featurestoreDataViewer",
             member=infer,
         )
+        # roles/aiplatform.user on the endpoint would also let the caller deploy,
+        # undeploy, shift traffic and delete; scoring needs predict and get only.
+        self.predictor_role = gcp.projects.IAMCustomRole(
+            self.n("endpoint-predictor-role"),
+            project=args.project,
+            role_id=args.predictor_role_id,
+            title="Fraud endpoint predictor",
+            description="Calls predict on a Vertex AI endpoint; cannot change or delete it",
+            permissions=list(PREDICTOR_PERMISSIONS),
+            stage="GA",
+            opts=self.child(),
+        )
         self._grant(
-            "inference-aiplatform-user-endpoint",
+            "inference-predictor-endpoint",
             gcp.vertex.AiEndpointIamMember,
             project=args.project,
             location=args.region,
             endpoint=pipe.endpoint.name,
-            role="roles/aiplatform.user",
+            role=self.predictor_role.name,
             member=infer,
         )
         self._secret(infer, "inference")
@@ -145,14 +165,14 @@ class Access(Component):
             "orchestration",
         )
         self._table(
-            vertex_agent.member,
+            vertex_agent,
             "vertex-agent",
             "roles/bigquery.dataViewer",
             wh.feature_table,
             "features",
         )
         self._dataset(
-            vertex_agent.member,
+            vertex_agent,
             "vertex-agent",
             "roles/bigquery.dataEditor",
             wh.predictions,

@@ -88,7 +88,8 @@ class FeatureStore(Component):
             sync_config=gcp.vertex.AiFeatureOnlineStoreFeatureviewSyncConfigArgs(
                 cron=f"TZ=UTC {args.sync_cron}"
             ),
-            opts=self.child(),
+            # Deleting the view drops its synced online data until the next full sync.
+            opts=self.child(protect=args.deletion_protection),
         )
         self.register_outputs(
             {"online_store_id": self.store.name, "feature_view_id": self.view.name}

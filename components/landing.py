@@ -57,7 +57,7 @@ class Landing(Component):
             name=args.topic_name,
             labels=dict(args.labels),
             kms_key_name=args.kms_key_name,
-            opts=self.child(depends_on=args.kms_ready),
+            opts=self.child(depends_on=args.kms_ready, protect=args.deletion_protection),
         )
         # GCS publishes notifications as its project service agent; it needs
         # publish rights on this one topic before the notification can exist.
@@ -90,7 +90,8 @@ class Landing(Component):
             message_retention_duration="604800s",
             # Never expire for inactivity: a quiet week must not delete the trigger.
             expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
-            opts=self.child(),
+            # Deleting it drops every unacknowledged landing notification.
+            opts=self.child(protect=args.deletion_protection),
         )
 
         self.register_outputs(

@@ -103,8 +103,13 @@ class Pipeline(Component):
                 else None
             ),
             predict_request_response_logging_config=logging,
-            # Deployed models and their traffic split belong to the DAG (canary, promote).
-            opts=self.child(depends_on=args.kms_ready, ignore_changes=["trafficSplit"]),
+            # Deployed models and their traffic split belong to the DAG (canary, promote);
+            # protected because deleting it takes the live models with it.
+            opts=self.child(
+                depends_on=args.kms_ready,
+                ignore_changes=["trafficSplit"],
+                protect=args.deletion_protection,
+            ),
         )
         self.register_outputs(
             {

@@ -127,7 +127,8 @@ class PredictionFunction(Component):
             description="Images built for the prediction function",
             labels=dict(args.labels),
             kms_key_name=args.kms_key_name,
-            opts=self.child(depends_on=args.kms_ready),
+            # Holds every image the function ran; Pulumi must not delete it in prod.
+            opts=self.child(depends_on=args.kms_ready, protect=args.deletion_protection),
         )
 
         # The build runs as its own account, which gets only what a build needs,
@@ -190,7 +191,9 @@ class PredictionFunction(Component):
                 all_traffic_on_latest_revision=True,
                 environment_variables={"FRAUD_MLOPS_CONFIG": args.runtime_config_json},
             ),
-            opts=self.child(depends_on=self.build_grants),
+            # The image repository above uses the same key, as gen-2 CMEK requires.
+            kms_key_name=args.kms_key_name,
+            opts=self.child(depends_on=[*self.build_grants, *args.kms_ready]),
         )
         self.service_name = self.function.service_config.apply(
             lambda sc: sc.service if sc is not None and sc.service else args.function_name

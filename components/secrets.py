@@ -7,7 +7,7 @@ would sit in the Pulumi state. ``docs/deploy-gcp.md`` shows how to add it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -21,13 +21,46 @@ _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 @dataclass(frozen=True)
 class CardKeySecretArgs:
     project: str
+    region: str
     secret_id: str
     deletion_protection: bool
     labels: Mapping[str, str] = field(default_factory=dict)
+    kms_key_name: str | None = None
+    # Resources that must exist before anything encrypted with the key (its grants).
+    kms_ready: Sequence[pulumi.Resource] = ()
 
     def validate(self) -> None:
         if not _SECRET_ID.match(self.secret_id):
             raise ValueError(f"CardKeySecretArgs.secret_id: {self.secret_id!r} is not a secret id")
+        # A replica's key must live in the replica's region.
+        if self.kms_key_name and f"/locations/{self.region}/" not in self.kms_key_name:
+            raise ValueError(
+                f"CardKeySecretArgs.kms_key_name: {self.kms_key_name!r} is not in {self.region}"
+            )
+
+
+def replication(args: CardKeySecretArgs) -> gcp.secretmanager.SecretReplicationArgs:
+    """Automatic replication with Google-managed keys; with a stack key, one
+    user-managed replica in the stack's region, encrypted with that key (a
+    regional key cannot cover automatic, multi-region replication)."""
+    if not args.kms_key_name:
+        return gcp.secretmanager.SecretReplicationArgs(
+            auto=gcp.secretmanager.SecretReplicationAutoArgs()
+        )
+    return gcp.secretmanager.SecretReplicationArgs(
+        user_managed=gcp.secretmanager.SecretReplicationUserManagedArgs(
+            replicas=[
+                gcp.secretmanager.SecretReplicationUserManagedReplicaArgs(
+                    location=args.region,
+                    customer_managed_encryption=(
+                        gcp.secretmanager.SecretReplicationUserManagedReplicaCustomerManagedEncryptionArgs(
+                            kms_key_name=args.kms_key_name
+                        )
+                    ),
+                )
+            ]
+        )
+    )
 
 
 class CardKeySecret(Component):
@@ -41,11 +74,9 @@ class CardKeySecret(Component):
             project=args.project,
             secret_id=args.secret_id,
             labels=dict(args.labels),
-            replication=gcp.secretmanager.SecretReplicationArgs(
-                auto=gcp.secretmanager.SecretReplicationAutoArgs()
-            ),
+            replication=replication(args),
             deletion_protection=args.deletion_protection,
-            opts=self.child(protect=args.deletion_protection),
+            opts=self.child(protect=args.deletion_protection, depends_on=args.kms_ready),
         )
         # The app always reads the newest version, so rotating is `versions add`.
         self.latest_version = f"projects/{args.project}/secrets/{args.secret_id}/versions/latest"

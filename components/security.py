@@ -4,7 +4,7 @@ Service Controls perimeter."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -14,13 +14,21 @@ from components.base import Component
 
 AUDITED_SERVICES = ("bigquery.googleapis.com", "aiplatform.googleapis.com")
 
-# Services whose agents encrypt with the stack's key (CMEK), by the agent's
-# e-mail domain; BigQuery and Cloud Storage agents are looked up instead.
-CMEK_AGENT_DOMAINS: dict[str, str] = {
-    "aiplatform": "gcp-sa-aiplatform.iam.gserviceaccount.com",  # endpoint, feature store
-    "composer": "cloudcomposer-accounts.iam.gserviceaccount.com",  # Composer environment
-    "artifactregistry": "gcp-sa-artifactregistry.iam.gserviceaccount.com",  # Composer, images
-    "pubsub": "gcp-sa-pubsub.iam.gserviceaccount.com",  # landing topic, Composer
+# Agents that encrypt with the stack's key (CMEK) and that the caller creates
+# explicitly (components.service_agents), so each grant waits for its agent.
+CMEK_CREATED_AGENTS: tuple[str, ...] = (
+    "aiplatform",  # endpoint, feature store
+    "artifactregistry",  # Composer, function images
+    "composer",  # Composer environment
+    "pubsub",  # landing topic, Composer
+    "secretmanager",  # card-key secret
+)
+# Agents Google creates when their API is enabled (ProjectServices runs first),
+# by e-mail domain: a gen-2 function with a key needs both on it. BigQuery's and
+# Cloud Storage's agents are looked up instead.
+CMEK_API_AGENT_DOMAINS: dict[str, str] = {
+    "cloudfunctions": "gcf-admin-robot.iam.gserviceaccount.com",  # function
+    "run": "serverless-robot-prod.iam.gserviceaccount.com",  # function's service
 }
 
 PERIMETER_SERVICES = (
@@ -74,10 +82,15 @@ class AuditLogs(Component):
 class KeyAccessArgs:
     project: str
     kms_key_name: str
+    # serviceAccount:... of each agent in CMEK_CREATED_AGENTS (ServiceAgents.member).
+    agent_members: Mapping[str, pulumi.Input[str]]
 
     def validate(self) -> None:
         if "/cryptoKeys/" not in self.kms_key_name:
             raise ValueError(f"KeyAccessArgs.kms_key_name: {self.kms_key_name!r} is not a key")
+        missing = sorted(set(CMEK_CREATED_AGENTS) - set(self.agent_members))
+        if missing:
+            raise ValueError(f"KeyAccessArgs.agent_members: missing {missing}")
 
 
 class KeyAccess(Component):
@@ -89,25 +102,28 @@ class KeyAccess(Component):
         args.validate()
         super().__init__("KeyAccess", name, opts)
         number = gcp.organizations.get_project_output(project_id=args.project).number
-        agents: dict[str, pulumi.Output[str]] = {
-            "bigquery": gcp.bigquery.get_default_service_account_output(project=args.project).email,
-            "storage": gcp.storage.get_project_service_account_output(
+        members: dict[str, pulumi.Input[str]] = {
+            "bigquery": gcp.bigquery.get_default_service_account_output(
                 project=args.project
-            ).email_address,
+            ).member,
+            "storage": gcp.storage.get_project_service_account_output(project=args.project).member,
+            **{a: args.agent_members[a] for a in CMEK_CREATED_AGENTS},
         }
-        for service, domain in CMEK_AGENT_DOMAINS.items():
-            agents[service] = pulumi.Output.format("service-{0}@{1}", number, domain)
+        for service, domain in CMEK_API_AGENT_DOMAINS.items():
+            members[service] = pulumi.Output.format(
+                "serviceAccount:service-{0}@{1}", number, domain
+            )
         self.grants = [
             gcp.kms.CryptoKeyIAMMember(
                 self.n(service),
                 crypto_key_id=args.kms_key_name,
                 role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
-                member=email.apply(lambda e: f"serviceAccount:{e}"),
+                member=member,
                 opts=self.child(),
             )
-            for service, email in sorted(agents.items())
+            for service, member in sorted(members.items())
         ]
-        self.register_outputs({"agents": sorted(agents)})
+        self.register_outputs({"agents": sorted(members)})
 
 
 @dataclass(frozen=True)

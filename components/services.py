@@ -17,14 +17,19 @@ REQUIRED_APIS: tuple[str, ...] = (
     "cloudbuild.googleapis.com",  # builds the function
     "cloudfunctions.googleapis.com",  # prediction function
     "cloudkms.googleapis.com",  # CMEK (harmless when unused)
+    "cloudresourcemanager.googleapis.com",  # project IAM grants, audit config, project lookup
     "composer.googleapis.com",  # orchestration
-    "iam.googleapis.com",  # service accounts
+    "iam.googleapis.com",  # service accounts, custom role
+    "iamcredentials.googleapis.com",  # orchestration mints the sync account's tokens
     "logging.googleapis.com",  # audit and build logs
     "pubsub.googleapis.com",  # landing notifications
     "run.googleapis.com",  # gen-2 functions run on Cloud Run
     "secretmanager.googleapis.com",  # card-number HMAC key
     "storage.googleapis.com",  # landing, pipeline root, function source
 )
+
+# Only with a VPC Service Controls perimeter (vpcServiceControls.accessPolicy).
+PERIMETER_APIS: tuple[str, ...] = ("accesscontextmanager.googleapis.com",)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,12 @@ _STATEFUL: Mapping[str, str | None] = {
     "gcp:secretmanager/secret:Secret": None,
     "gcp:vertex/aiFeatureOnlineStore:AiFeatureOnlineStore": "forceDestroy",
     "gcp:composer/environment:Environment": None,
+    # Deleting these loses live models, pending notifications, synced features or images.
+    "gcp:vertex/aiEndpoint:AiEndpoint": None,
+    "gcp:pubsub/topic:Topic": None,
+    "gcp:pubsub/subscription:Subscription": None,
+    "gcp:vertex/aiFeatureOnlineStoreFeatureview:AiFeatureOnlineStoreFeatureview": None,
+    "gcp:artifactregistry/repository:Repository": None,
 }
 
 
@@ -138,8 +144,15 @@ def deletion_protection_in_prod(r: Resource) -> list[str]:
 
 
 def _path(props: Mapping[str, Any], *keys: str) -> Any:
+    """The value at ``keys``; ``*`` steps into every element of a list, which
+    must all hold the same value (else None: no single key covers them)."""
     value: Any = props
-    for key in keys:
+    for i, key in enumerate(keys):
+        if key == "*":
+            if not isinstance(value, list) or not value:
+                return None
+            found = {repr(v): v for v in (_path(e, *keys[i + 1 :]) for e in value)}
+            return next(iter(found.values())) if len(found) == 1 else None
         if not isinstance(value, Mapping):
             return None
         value = value.get(key)
@@ -155,6 +168,15 @@ CMEK_PATHS: Mapping[str, tuple[str, ...]] = {
     "gcp:vertex/aiEndpoint:AiEndpoint": ("encryptionSpec", "kmsKeyName"),
     "gcp:vertex/aiFeatureOnlineStore:AiFeatureOnlineStore": ("encryptionSpec", "kmsKeyName"),
     "gcp:artifactregistry/repository:Repository": ("kmsKeyName",),
+    "gcp:cloudfunctionsv2/function:Function": ("kmsKeyName",),
+    "gcp:secretmanager/secret:Secret": (
+        "replication",
+        "userManaged",
+        "replicas",
+        "*",
+        "customerManagedEncryption",
+        "kmsKeyName",
+    ),
 }
 
 

@@ -54,14 +54,18 @@ TABLE: tuple[Grant, ...] = (
         "sa:orchestration",
         "roles/aiplatform.user",
         "project",
-        f"submits training runs and deploys models: {_VERTEX}",
+        "submits pipeline runs, deploys models to the endpoint and sets its traffic split; "
+        f"{_VERTEX}. Broader than that: it can use and change any Vertex AI resource in the "
+        "project (no custom role narrows it yet)",
     ),
     Grant("sa:training", "roles/bigquery.jobUser", "project", _JOB),
     Grant(
         "sa:training",
         "roles/aiplatform.user",
         "project",
-        f"runs pipeline steps and uploads models: {_VERTEX}",
+        f"runs pipeline steps and custom jobs and uploads models; {_VERTEX}. Broader than "
+        "that: it can also deploy to or delete the endpoint and any other Vertex AI resource "
+        "in the project (no custom role narrows it yet)",
     ),
     Grant("sa:sync", "roles/bigquery.jobUser", "project", _JOB),
     Grant(
@@ -124,9 +128,9 @@ TABLE: tuple[Grant, ...] = (
     ),
     Grant(
         "sa:training",
-        "roles/storage.objectAdmin",
+        "roles/storage.objectUser",
         "bucket:root",
-        "writes pipeline artifacts and models",
+        "reads and writes pipeline artifacts and models; no bucket IAM or ACL changes",
     ),
     Grant(
         "sa:training",
@@ -155,7 +159,11 @@ TABLE: tuple[Grant, ...] = (
         "reads one card's online features",
     ),
     Grant(
-        "sa:inference", "roles/aiplatform.user", "endpoint", "calls predict on this endpoint only"
+        "sa:inference",
+        "custom:endpoint-predictor",
+        "endpoint",
+        "calls predict on this endpoint only (aiplatform.endpoints.predict and .get); "
+        "cannot deploy, undeploy, shift traffic or delete",
     ),
     Grant(
         "sa:inference",
@@ -225,7 +233,17 @@ TABLE: tuple[Grant, ...] = (
             "encrypts this service's data with the stack's key",
             when="cmek",
         )
-        for agent in ("artifactregistry", "aiplatform", "bigquery", "composer", "pubsub", "storage")
+        for agent in (
+            "artifactregistry",
+            "aiplatform",
+            "bigquery",
+            "cloudfunctions",
+            "composer",
+            "pubsub",
+            "run",
+            "secretmanager",
+            "storage",
+        )
     ),
 )
 
@@ -235,6 +253,9 @@ _AGENT_DOMAINS = {
     "composer": "cloudcomposer-accounts.iam.gserviceaccount.com",
     "artifactregistry": "gcp-sa-artifactregistry.iam.gserviceaccount.com",
     "pubsub": "gcp-sa-pubsub.iam.gserviceaccount.com",
+    "secretmanager": "gcp-sa-secretmanager.iam.gserviceaccount.com",
+    "cloudfunctions": "gcf-admin-robot.iam.gserviceaccount.com",
+    "run": "serverless-robot-prod.iam.gserviceaccount.com",
 }
 
 
@@ -282,6 +303,15 @@ def resource_names(cfg: StackConfig) -> dict[str, str]:
     return out
 
 
+def role_name(symbol: str, cfg: StackConfig) -> str:
+    """A predefined role as is; ``custom:...`` as this stack's project custom role."""
+    if symbol == "custom:endpoint-predictor":
+        return f"projects/{cfg.project}/roles/{Names.of(cfg).endpoint_predictor_role}"
+    if symbol.startswith("custom:"):
+        raise ValueError(f"unknown custom role {symbol!r}")
+    return symbol
+
+
 def _members(symbol: str, cfg: StackConfig, project_number: str) -> list[str]:
     kind, _, name = symbol.partition(":")
     if kind == "sa":
@@ -311,7 +341,7 @@ def expected_bindings(cfg: StackConfig, project_number: str) -> dict[Binding, Gr
         if not applies(grant, cfg):
             continue
         for member in _members(grant.member, cfg, project_number):
-            out[Binding(member, grant.role, names[grant.resource])] = grant
+            out[Binding(member, role_name(grant.role, cfg), names[grant.resource])] = grant
     return out
 
 

@@ -24,6 +24,7 @@ _AGENT_DOMAINS = {
     "composer.googleapis.com": "cloudcomposer-accounts.iam.gserviceaccount.com",
     "pubsub.googleapis.com": "gcp-sa-pubsub.iam.gserviceaccount.com",
     "artifactregistry.googleapis.com": "gcp-sa-artifactregistry.iam.gserviceaccount.com",
+    "secretmanager.googleapis.com": "gcp-sa-secretmanager.iam.gserviceaccount.com",
 }
 
 
@@ -125,6 +126,9 @@ class FakeGcp(pulumi.runtime.Mocks):
         elif t == "gcp:projects/serviceIdentity:ServiceIdentity":
             email = f"service-{self.number}@{_AGENT_DOMAINS[i['service']]}"
             out = {"email": email, "member": f"serviceAccount:{email}"}
+        elif t == "gcp:projects/iAMCustomRole:IAMCustomRole":
+            rid = f"projects/{project}/roles/{i['roleId']}"
+            out = {"name": rid}
         elif t == "gcp:vertex/aiEndpoint:AiEndpoint":
             rid = f"projects/{project}/locations/{i['location']}/endpoints/{i['name']}"
         return rid, {**i, **out}

@@ -87,5 +87,11 @@ class Names:
         return f"fraud-mlops-{self.env}-functions"
 
     @property
+    def endpoint_predictor_role(self) -> str:
+        # Custom role ids allow no hyphens; a deleted id stays reserved for weeks,
+        # so each stack keeps one stable id.
+        return f"fraud_mlops_{self.env}_endpoint_predictor"
+
+    @property
     def card_key_secret(self) -> str:
         return f"fraud-mlops-{self.env}-card-hmac-key"

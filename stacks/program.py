@@ -23,6 +23,7 @@ from components.pipeline import Pipeline, PipelineArgs
 from components.prediction_function import PredictionFunction, PredictionFunctionArgs
 from components.secrets import CardKeySecret, CardKeySecretArgs
 from components.security import (
+    CMEK_CREATED_AGENTS,
     AuditLogs,
     AuditLogsArgs,
     KeyAccess,
@@ -30,7 +31,13 @@ from components.security import (
     Perimeter,
     PerimeterArgs,
 )
-from components.services import ProjectServices, ProjectServicesArgs
+from components.service_agents import BASE_AGENTS, ServiceAgents, ServiceAgentsArgs
+from components.services import (
+    PERIMETER_APIS,
+    REQUIRED_APIS,
+    ProjectServices,
+    ProjectServicesArgs,
+)
 from components.warehouse import Warehouse, WarehouseArgs
 from stacks.config import NAMESPACE, StackConfig, from_pulumi
 from stacks.naming import ROLES, Names
@@ -59,15 +66,32 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
     key = cfg.kms_key
     pipeline_template = template_path(cfg, root)
 
-    services = ProjectServices("services", ProjectServicesArgs(project=p))
+    perimeter = bool(cfg.vpc_service_controls.access_policy)
+    services = ProjectServices(
+        "services",
+        ProjectServicesArgs(project=p, apis=REQUIRED_APIS + (PERIMETER_APIS if perimeter else ())),
+    )
     after_apis = pulumi.ResourceOptions(depends_on=[services])
 
     if cfg.audit_logs.enabled:
         AuditLogs("audit-logs", AuditLogsArgs(project=p), after_apis)
+    # Only agents that get a grant: the encrypting ones only when there is a key.
+    agent_services = sorted({*BASE_AGENTS, *(CMEK_CREATED_AGENTS if key else ())})
+    agents = ServiceAgents(
+        "service-agents", ServiceAgentsArgs(project=p, services=agent_services), after_apis
+    )
     kms_ready: list[pulumi.Resource] = []
     if key:
         kms_ready.append(
-            KeyAccess("key-access", KeyAccessArgs(project=p, kms_key_name=key), after_apis)
+            KeyAccess(
+                "key-access",
+                KeyAccessArgs(
+                    project=p,
+                    kms_key_name=key,
+                    agent_members={a: agents.member(a) for a in CMEK_CREATED_AGENTS},
+                ),
+                after_apis,
+            )
         )
 
     identity = Identity(
@@ -78,7 +102,13 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
     card_key = CardKeySecret(
         "card-key",
         CardKeySecretArgs(
-            project=p, secret_id=names.card_key_secret, deletion_protection=protect, labels=labels
+            project=p,
+            region=r,
+            secret_id=names.card_key_secret,
+            deletion_protection=protect,
+            labels=labels,
+            kms_key_name=key,
+            kms_ready=kms_ready,
         ),
         after_apis,
     )
@@ -166,6 +196,8 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
             feature_store=feature_store,
             pipeline=pipeline,
             card_key=card_key,
+            agents=agents,
+            predictor_role_id=names.endpoint_predictor_role,
             landing_writers=cfg.landing.writers,
         ),
         after_apis,
@@ -244,7 +276,7 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
         ),
         pulumi.ResourceOptions(depends_on=[services, access]),
     )
-    if cfg.vpc_service_controls.access_policy:
+    if perimeter:
         Perimeter(
             "perimeter",
             PerimeterArgs(

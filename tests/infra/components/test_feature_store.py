@@ -72,3 +72,11 @@ def test_feature_store_args_invalid_value_raises_naming_field(
 ) -> None:
     with pytest.raises(ValueError, match=f"FeatureStoreArgs.{field}"):
         _args(**overrides).validate()
+
+
+@pytest.mark.parametrize("protect", [True, False])
+def test_feature_store_view_protect_follows_deletion_protection(protect: bool) -> None:
+    run = run_component(lambda: FeatureStore("feature-store", _args(deletion_protection=protect)))
+
+    (view,) = run.of_type(VIEW)
+    assert view.protect is protect

@@ -71,8 +71,17 @@ def test_landing_deletion_protection_protects_bucket_and_blocks_force_destroy() 
     run = run_component(lambda: Landing("landing", _args(deletion_protection=True)))
 
     (bucket,) = run.of_type("gcp:storage/bucket:Bucket")
+    (topic,) = run.of_type("gcp:pubsub/topic:Topic")
+    (subscription,) = run.of_type("gcp:pubsub/subscription:Subscription")
     assert bucket.protect
     assert bucket.inputs["forceDestroy"] is False
+    assert (topic.protect, subscription.protect) == (True, True)
+
+
+def test_landing_without_deletion_protection_leaves_topic_and_subscription_deletable() -> None:
+    run = run_component(lambda: Landing("landing", _args()))
+
+    assert [r.name for r in run.registrations if r.protect] == []
 
 
 @pytest.mark.parametrize(

@@ -88,3 +88,13 @@ def test_pipeline_args_invalid_value_raises_naming_field(
 ) -> None:
     with pytest.raises(ValueError, match=f"PipelineArgs.{field}"):
         _args(template, **overrides).validate()
+
+
+@pytest.mark.parametrize("protect", [True, False])
+def test_pipeline_endpoint_protect_follows_deletion_protection(
+    template: Path, protect: bool
+) -> None:
+    run = run_component(lambda: Pipeline("pipeline", _args(template, deletion_protection=protect)))
+
+    (endpoint,) = run.of_type(ENDPOINT)
+    assert endpoint.protect is protect

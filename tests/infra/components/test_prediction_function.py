@@ -132,3 +132,32 @@ def test_prediction_function_args_invalid_value_raises_naming_field(
 ) -> None:
     with pytest.raises(ValueError, match=f"PredictionFunctionArgs.{field}"):
         run_component(lambda: _build(source_root, tmp_path, **overrides))
+
+
+def test_prediction_function_kms_key_encrypts_function_and_repository(
+    source_root: Path, tmp_path: Path
+) -> None:
+    key = "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k"
+    run = run_component(lambda: _build(source_root, tmp_path, kms_key_name=key))
+
+    (fn,) = run.of_type(FUNCTION)
+    (repo,) = run.of_type("gcp:artifactregistry/repository:Repository")
+    assert fn.inputs["kmsKeyName"] == key
+    assert repo.inputs["kmsKeyName"] == key
+
+
+def test_prediction_function_without_key_sets_no_kms_key(source_root: Path, tmp_path: Path) -> None:
+    run = run_component(lambda: _build(source_root, tmp_path))
+
+    (fn,) = run.of_type(FUNCTION)
+    assert "kmsKeyName" not in fn.inputs
+
+
+@pytest.mark.parametrize("protect", [True, False])
+def test_prediction_function_repository_protect_follows_deletion_protection(
+    source_root: Path, tmp_path: Path, protect: bool
+) -> None:
+    run = run_component(lambda: _build(source_root, tmp_path, deletion_protection=protect))
+
+    (repo,) = run.of_type("gcp:artifactregistry/repository:Repository")
+    assert repo.protect is protect

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from components.security import (
+    CMEK_CREATED_AGENTS,
     AuditLogs,
     AuditLogsArgs,
     KeyAccess,
@@ -28,24 +29,37 @@ def test_audit_logs_default_covers_bigquery_and_vertex_data_access() -> None:
     assert all({"DATA_READ", "DATA_WRITE"} <= kinds for kinds in configs.values())
 
 
+def _agent_members() -> dict[str, str]:
+    return {a: f"serviceAccount:service-{PROJECT_NUMBER}@{a}.example" for a in CMEK_CREATED_AGENTS}
+
+
 def test_key_access_grants_key_to_each_service_agent_only() -> None:
     run = run_component(
-        lambda: KeyAccess("key-access", KeyAccessArgs(project="p", kms_key_name=KEY))
+        lambda: KeyAccess(
+            "key-access",
+            KeyAccessArgs(project="p", kms_key_name=KEY, agent_members=_agent_members()),
+        )
     )
 
     assert_component_shape(run, "key-access", "fraud-mlops:gcp:KeyAccess")
     grants = run.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
     assert {g.inputs["cryptoKeyId"] for g in grants} == {KEY}
     assert {g.inputs["role"] for g in grants} == {"roles/cloudkms.cryptoKeyEncrypterDecrypter"}
-    members = {g.inputs["member"] for g in grants}
-    assert (
-        f"serviceAccount:bq-{PROJECT_NUMBER}@bigquery-encryption.iam.gserviceaccount.com" in members
-    )
-    assert (
-        f"serviceAccount:service-{PROJECT_NUMBER}@cloudcomposer-accounts.iam.gserviceaccount.com"
-        in members
-    )
-    assert len(members) == 6
+    assert {g.name: g.inputs["member"] for g in grants} == {
+        **{f"key-access-{a}": m for a, m in _agent_members().items()},
+        "key-access-bigquery": (
+            f"serviceAccount:bq-{PROJECT_NUMBER}@bigquery-encryption.iam.gserviceaccount.com"
+        ),
+        "key-access-storage": (
+            f"serviceAccount:service-{PROJECT_NUMBER}@gs-project-accounts.iam.gserviceaccount.com"
+        ),
+        "key-access-cloudfunctions": (
+            f"serviceAccount:service-{PROJECT_NUMBER}@gcf-admin-robot.iam.gserviceaccount.com"
+        ),
+        "key-access-run": (
+            f"serviceAccount:service-{PROJECT_NUMBER}@serverless-robot-prod.iam.gserviceaccount.com"
+        ),
+    }
 
 
 def test_perimeter_dry_run_puts_project_in_spec_not_status() -> None:
@@ -82,8 +96,14 @@ def test_perimeter_enforced_puts_project_in_status() -> None:
     ("args", "field"),
     [
         (
-            lambda: KeyAccessArgs(project="p", kms_key_name="not-a-key"),
+            lambda: KeyAccessArgs(
+                project="p", kms_key_name="not-a-key", agent_members=_agent_members()
+            ),
             "KeyAccessArgs.kms_key_name",
+        ),
+        (
+            lambda: KeyAccessArgs(project="p", kms_key_name=KEY, agent_members={}),
+            "KeyAccessArgs.agent_members",
         ),
         (
             lambda: PerimeterArgs(project="p", access_policy="abc", perimeter_name="x"),

@@ -109,6 +109,68 @@ def test_deletion_protection_in_prod_checks_table_and_secret_flags() -> None:
     assert rules.deletion_protection_in_prod(secret)
 
 
+NEWLY_STATEFUL = (
+    "gcp:vertex/aiEndpoint:AiEndpoint",
+    "gcp:pubsub/topic:Topic",
+    "gcp:pubsub/subscription:Subscription",
+    "gcp:vertex/aiFeatureOnlineStoreFeatureview:AiFeatureOnlineStoreFeatureview",
+    "gcp:artifactregistry/repository:Repository",
+)
+
+
+@pytest.mark.parametrize("type_token", NEWLY_STATEFUL)
+def test_deletion_protection_in_prod_unprotected_serving_resource_is_flagged(
+    type_token: str,
+) -> None:
+    (message,) = rules.deletion_protection_in_prod(_r(type_token, stack="prod"))
+
+    assert message == "res: must be created with protect=True in prod"
+    assert rules.deletion_protection_in_prod(_r(type_token, stack="prod", protect=True)) == []
+    assert rules.deletion_protection_in_prod(_r(type_token, stack="dev")) == []
+
+
+def _secret(*keys: str) -> dict[str, object]:
+    return {
+        "userManaged": {
+            "replicas": [
+                {"location": "us-central1", "customerManagedEncryption": {"kmsKeyName": k}}
+                for k in keys
+            ]
+        }
+    }
+
+
+def test_cmek_where_configured_function_and_secret_with_the_key_pass() -> None:
+    resources = [
+        _r(BUCKET, encryption={"defaultKmsKeyName": KEY}),
+        _r("gcp:cloudfunctionsv2/function:Function", kmsKeyName=KEY),
+        _r("gcp:secretmanager/secret:Secret", replication=_secret(KEY)),
+    ]
+
+    assert rules.cmek_where_configured(resources) == []
+
+
+def test_cmek_where_configured_function_and_auto_secret_without_key_flagged() -> None:
+    resources = [
+        _r(BUCKET, encryption={"defaultKmsKeyName": KEY}),
+        _r("gcp:cloudfunctionsv2/function:Function"),
+        _r("gcp:secretmanager/secret:Secret", replication={"auto": {}}),
+    ]
+
+    assert rules.cmek_where_configured(resources) == [
+        f"res: Function is not encrypted with {KEY}",
+        f"res: Secret is not encrypted with {KEY}",
+    ]
+
+
+def test_cmek_where_configured_secret_replica_without_key_flagged() -> None:
+    partly = _r("gcp:secretmanager/secret:Secret", replication=_secret(KEY, ""))
+
+    assert rules.cmek_where_configured([partly], required_key=KEY) == [
+        f"res: Secret is not encrypted with {KEY}"
+    ]
+
+
 def test_cmek_where_configured_one_key_everywhere_passes() -> None:
     resources = [
         _r(BUCKET, encryption={"defaultKmsKeyName": KEY}),

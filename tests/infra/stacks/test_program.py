@@ -16,6 +16,7 @@ from tests.infra.conftest import run_program
 COMPONENTS = {
     "services": "ProjectServices",
     "audit-logs": "AuditLogs",
+    "service-agents": "ServiceAgents",
     "identity": "Identity",
     "card-key": "CardKeySecret",
     "warehouse": "Warehouse",
@@ -33,6 +34,11 @@ STATEFUL = (
     "gcp:secretmanager/secret:Secret",
     "gcp:vertex/aiFeatureOnlineStore:AiFeatureOnlineStore",
     "gcp:composer/environment:Environment",
+    "gcp:vertex/aiEndpoint:AiEndpoint",
+    "gcp:pubsub/topic:Topic",
+    "gcp:pubsub/subscription:Subscription",
+    "gcp:vertex/aiFeatureOnlineStoreFeatureview:AiFeatureOnlineStoreFeatureview",
+    "gcp:artifactregistry/repository:Repository",
 )
 
 
@@ -163,13 +169,25 @@ def test_program_prod_applies_one_kms_key_everywhere_gcp_supports(prod_run: Mock
         "gcp:composer/environment:Environment": ("config", "encryptionConfig", "kmsKeyName"),
         "gcp:vertex/aiEndpoint:AiEndpoint": ("encryptionSpec", "kmsKeyName"),
         "gcp:vertex/aiFeatureOnlineStore:AiFeatureOnlineStore": ("encryptionSpec", "kmsKeyName"),
+        "gcp:artifactregistry/repository:Repository": ("kmsKeyName",),
+        "gcp:cloudfunctionsv2/function:Function": ("kmsKeyName",),
     }
     for type_token, path in paths.items():
-        for r in prod_run.of_type(type_token):
+        regs = prod_run.of_type(type_token)
+        assert regs, type_token
+        for r in regs:
             value: object = r.inputs
             for part in path:
                 value = value[part]  # type: ignore[index]
             assert value == key, r.name
+    secret = _one(prod_run, "gcp:secretmanager/secret:Secret")
+    assert secret["replication"] == {
+        "userManaged": {
+            "replicas": [
+                {"location": "us-central1", "customerManagedEncryption": {"kmsKeyName": key}}
+            ]
+        }
+    }
 
 
 def test_program_prod_key_grants_exist_before_encrypted_resources(prod_run: MockRun) -> None:
@@ -179,6 +197,47 @@ def test_program_prod_key_grants_exist_before_encrypted_resources(prod_run: Mock
 
     assert grants and grants <= set(env.depends_on)
     assert grants <= set(endpoint.depends_on)
+    for type_token in ("gcp:cloudfunctionsv2/function:Function", "gcp:secretmanager/secret:Secret"):
+        (r,) = prod_run.of_type(type_token)
+        assert grants <= set(r.depends_on), type_token
+
+
+def test_program_prod_key_grants_wait_for_created_service_agents(prod_run: MockRun) -> None:
+    agents = {
+        r.inputs["service"].split(".")[0]: r.urn
+        for r in prod_run.of_type("gcp:projects/serviceIdentity:ServiceIdentity")
+    }
+    grants = {r.name: r for r in prod_run.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")}
+
+    assert sorted(agents) == [
+        "aiplatform",
+        "artifactregistry",
+        "composer",
+        "pubsub",
+        "secretmanager",
+    ]
+    for agent, urn in agents.items():
+        assert urn in grants[f"key-access-{agent}"].depends_on, agent
+
+
+def test_program_vertex_and_composer_agents_created_once_and_reused_by_access(
+    dev_run: MockRun,
+) -> None:
+    identities = dev_run.of_type("gcp:projects/serviceIdentity:ServiceIdentity")
+    by_service = {r.inputs["service"]: r for r in identities}
+    vertex_grants = [r for r in dev_run.registrations if r.name.startswith("access-vertex-agent-")]
+    composer_grant = dev_run.by_name(
+        "access-composer-agent-composer-ServiceAgentV2Ext-orchestration"
+    )
+
+    # Without a key only the agents Access grants to.
+    assert sorted(by_service) == ["aiplatform.googleapis.com", "composer.googleapis.com"]
+    assert len(identities) == 2
+    assert {r.parent_name for r in identities} == {"service-agents"}
+    assert len(vertex_grants) == 2
+    for grant in vertex_grants:
+        assert by_service["aiplatform.googleapis.com"].urn in grant.depends_on
+    assert by_service["composer.googleapis.com"].urn in composer_grant.depends_on
 
 
 def test_program_dev_uses_google_managed_keys(dev_run: MockRun) -> None:
@@ -214,15 +273,24 @@ def test_program_enables_audit_logs_and_apis(dev_run: MockRun) -> None:
     apis = {r.inputs["service"] for r in dev_run.of_type("gcp:projects/service:Service")}
 
     assert audited == {"bigquery.googleapis.com", "aiplatform.googleapis.com"}
-    assert {"aiplatform.googleapis.com", "composer.googleapis.com", "run.googleapis.com"} <= apis
+    assert {
+        "aiplatform.googleapis.com",
+        "cloudresourcemanager.googleapis.com",
+        "composer.googleapis.com",
+        "iamcredentials.googleapis.com",
+        "run.googleapis.com",
+    } <= apis
+    assert "accesscontextmanager.googleapis.com" not in apis
 
 
 def test_program_vpc_perimeter_only_when_configured(tmp_path: Path, dev_run: MockRun) -> None:
     run = run_program("dev", tmp_path, **{"vpcServiceControls.accessPolicy": "987654"})
 
     perimeters = "gcp:accesscontextmanager/servicePerimeter:ServicePerimeter"
+    apis = {r.inputs["service"] for r in run.of_type("gcp:projects/service:Service")}
     assert len(run.of_type(perimeters)) == 1
     assert dev_run.of_type(perimeters) == []
+    assert "accesscontextmanager.googleapis.com" in apis
 
 
 def test_program_runs_for_dev_then_prod_without_leaking_state(
@@ -300,11 +368,31 @@ def test_entry_point_config_error_is_reported_without_traceback(tmp_path: Path) 
         _run_entry_point(tmp_path, **{"function.maxInstances": "0"})
 
 
-def test_program_access_component_holds_only_grants_and_the_vertex_agent(dev_run: MockRun) -> None:
+def test_program_access_component_holds_only_grants_and_the_predictor_role(
+    dev_run: MockRun,
+) -> None:
     from stacks.inventory import is_iam
 
     under_access = [r for r in dev_run.registrations if r.parent_name == "access"]
     kinds = {r.type for r in under_access if not is_iam(r.type)}
 
-    assert kinds == {"gcp:projects/serviceIdentity:ServiceIdentity"}
+    assert kinds == {"gcp:projects/iAMCustomRole:IAMCustomRole"}
     assert len(under_access) > 20
+
+
+def test_program_inference_endpoint_role_is_predict_and_get_only(dev_run: MockRun) -> None:
+    role = _one(dev_run, "gcp:projects/iAMCustomRole:IAMCustomRole")
+    (grant,) = dev_run.of_type("gcp:vertex/aiEndpointIamMember:AiEndpointIamMember")
+
+    assert role["roleId"] == "fraud_mlops_dev_endpoint_predictor"
+    assert role["project"] == "fraud-mlops-dev"
+    assert sorted(role["permissions"]) == [  # type: ignore[call-overload]
+        "aiplatform.endpoints.get",
+        "aiplatform.endpoints.predict",
+    ]
+    assert (
+        grant.inputs["role"] == "projects/fraud-mlops-dev/roles/fraud_mlops_dev_endpoint_predictor"
+    )
+    assert grant.inputs["member"] == (
+        "serviceAccount:fmo-dev-inference@fraud-mlops-dev.iam.gserviceaccount.com"
+    )

@@ -51,7 +51,8 @@ def test_infra_workflow_authenticates_only_with_workload_identity_federation() -
 
     assert wf["permissions"] == {"contents": "read"}
     assert "credentials_json" not in text and "GOOGLE_APPLICATION_CREDENTIALS" not in text
-    assert "secrets." not in text  # nothing secret is needed: OIDC plus variables
+    # OIDC plus variables; the one secret is the state passphrase, not a credential.
+    assert set(re.findall(r"secrets\.(\w+)", text)) == {"PULUMI_CONFIG_PASSPHRASE"}
     for name, job in wf["jobs"].items():
         auth = [
             s
@@ -77,3 +78,30 @@ def test_infra_workflow_commands_exist_in_this_repository() -> None:
     )
     assert "make env" in text and "env:" in (ROOT / "Makefile").read_text()
     assert "pytest tests/infra" in text
+
+
+def _pulumi_jobs(wf: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: job
+        for name, job in wf["jobs"].items()
+        if re.search(r"pulumi (preview|up) ", _runs(job))
+    }
+
+
+def test_infra_workflow_pulumi_steps_get_passphrase_from_secret() -> None:
+    jobs = _pulumi_jobs(_workflow())
+
+    assert sorted(jobs) == ["deploy-dev", "deploy-prod", "preview"]
+    for job in jobs.values():
+        (step,) = [s for s in job["steps"] if re.search(r"pulumi (preview|up) ", s.get("run", ""))]
+        assert step["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+
+
+def test_infra_workflow_pulumi_jobs_put_uv_on_path_for_uv_toolchain() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    jobs = _pulumi_jobs(_workflow())
+
+    assert project["runtime"]["options"]["toolchain"] == "uv"
+    for job in jobs.values():
+        runs = _runs(job)
+        assert runs.index("make env") < runs.index('echo "$PWD/.tools/bin" >> "$GITHUB_PATH"')
