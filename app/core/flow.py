@@ -100,6 +100,9 @@ def train(cfg: RuntimeConfig, snapshot_id: str, *, force: bool = False) -> dict[
     previous = wh.training_runs(snapshot_id)
     if previous and not force:
         return {**asdict(previous[-1]), "skipped": True}
+    if not previous and not force and (resumed := _resume(cfg, snapshot_id)) is not None:
+        wh.record_training_run(resumed)
+        return {**asdict(resumed), "skipped": False}
     run_name = f"train-{snapshot_id}".replace("_", "-")
     if previous:
         run_name += f"-r{len(previous) + 1}"
@@ -108,3 +111,38 @@ def train(cfg: RuntimeConfig, snapshot_id: str, *, force: bool = False) -> dict[
     )
     wh.record_training_run(result)
     return {**asdict(result), "skipped": False}
+
+
+def _resume(cfg: RuntimeConfig, snapshot_id: str) -> PipelineResult | None:
+    """Finish an attempt that registered a model for this snapshot but died before its
+    run was recorded, instead of training and registering a second copy.
+
+    Only a candidate that passed the gate is ever registered, so deploying it completes
+    what the attempt decided, unless a newer version went live in the meantime.
+    """
+    registered = [v for v in backends.registry(cfg).list_versions() if v.snapshot_id == snapshot_id]
+    if not registered:
+        return None
+    version = registered[-1]
+    endpoint = backends.endpoint(cfg)
+    live = endpoint.deployed()
+    newer_live = live is not None and _seq(live.version) > _seq(version.version)
+    if not newer_live and (live is None or live.version != version.version):
+        endpoint.deploy(version)
+    reason = f"Resumed: {version.version} was registered for this snapshot by an attempt that " + (
+        f"did not finish; {live.version} is newer and stays live."
+        if newer_live and live is not None
+        else "did not finish; it is deployed."
+    )
+    return PipelineResult(
+        run_name=f"train-{snapshot_id}-resumed".replace("_", "-"),
+        snapshot_id=snapshot_id,
+        deployed=not newer_live,
+        gate_reason=reason,
+        metrics=dict(version.metrics),
+        model_version=None if newer_live else version.version,
+    )
+
+
+def _seq(version: str) -> int:
+    return int(version.lstrip("v") or 0)
