@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from app.core import backends
-from app.core.config import GateConfig, RuntimeConfig
+from app.core.config import GateConfig, RuntimeConfig, SQLiteOnlineStoreConfig
 from app.core.data.generate import GeneratedData, generate, write_csv
 from app.core.errors import InvalidInputError
 from app.core.ingest_cli import ingest
@@ -182,3 +182,16 @@ def test_file_dropped_into_landing_folder_triggers_dag_run(platform: Platform) -
     runs = wh.training_runs(latest.snapshot_id)
     assert len(runs) == 1 and runs[0].gate_reason
     assert LocalAirflowTrigger(platform.cfg).watch(once=True) == []
+
+
+def test_function_store_unavailable_is_503_over_http(platform: Platform) -> None:
+    broken = platform.cfg.model_copy(
+        update={"online_store": SQLiteOnlineStoreConfig(path=platform.tmp / "absent.sqlite")}
+    )
+    with FunctionServer(broken, log_path=platform.tmp / "function-503.log") as base:
+        resp = requests.post(base, json={"card_number": platform.data.fraud_cards[0]}, timeout=30)
+    assert resp.status_code == 503
+    body = resp.json()
+    assert body["error"]["status"] == "UNAVAILABLE"
+    assert "Traceback" not in resp.text
+    assert platform.data.fraud_cards[0] not in resp.text
