@@ -28,10 +28,70 @@ from components.secrets import CardKeySecret
 from components.service_agents import ServiceAgents
 from components.warehouse import Warehouse
 
+# Project custom roles in place of roles/aiplatform.user, which would let each
+# account use and change every Vertex AI resource in the project. Vertex AI has no
+# aiplatform.operations.get permission: a long-running operation is polled with the
+# get permission of the resource it belongs to (models.get, endpoints.get).
+
 # What the inference account may do on the endpoint: score, and read its metadata.
 PREDICTOR_PERMISSIONS: tuple[str, ...] = (
     "aiplatform.endpoints.get",
     "aiplatform.endpoints.predict",
+)
+
+# What the training account may do on the endpoint (deploy step): deploy the new
+# version, undeploy the old one, set the traffic split, and read the endpoint (also
+# how the gate finds the live model and how deploy operations are polled).
+DEPLOYER_PERMISSIONS: tuple[str, ...] = (
+    "aiplatform.endpoints.deploy",
+    "aiplatform.endpoints.get",
+    "aiplatform.endpoints.undeploy",
+    "aiplatform.endpoints.update",
+)
+
+# What the training account may do in the project while it runs as the pipeline's
+# account. Models and ML Metadata have no resource-level IAM a stack can bind, so
+# these are project-wide; nothing here deletes, exports or changes IAM.
+TRAINING_PERMISSIONS: tuple[str, ...] = (
+    # Model Registry: register_model uploads a version (new model or new version of
+    # it); the gate and deploy steps read versions back by id or list them. The
+    # upload operation is polled with models.get.
+    "aiplatform.models.get",
+    "aiplatform.models.list",
+    "aiplatform.models.upload",
+    # Vertex ML Metadata, as KFP on Vertex AI Pipelines uses it: each step is an
+    # execution in the default metadata store, its inputs and outputs are artifacts
+    # linked to it by events, and the run is a context (a child of the pipeline's
+    # context) that groups them.
+    "aiplatform.metadataStores.get",
+    "aiplatform.artifacts.create",
+    "aiplatform.artifacts.get",
+    "aiplatform.artifacts.update",
+    "aiplatform.executions.addExecutionEvents",
+    "aiplatform.executions.create",
+    "aiplatform.executions.get",
+    "aiplatform.executions.update",
+    "aiplatform.contexts.addContextArtifactsAndExecutions",
+    "aiplatform.contexts.addContextChildren",
+    "aiplatform.contexts.create",
+    "aiplatform.contexts.get",
+)
+
+# What the orchestration account may do in the project: start a training run, wait
+# for it, find earlier runs, and stop one. PipelineJobs have no resource-level IAM.
+LAUNCHER_PERMISSIONS: tuple[str, ...] = (
+    "aiplatform.pipelineJobs.cancel",
+    "aiplatform.pipelineJobs.create",
+    "aiplatform.pipelineJobs.get",
+    "aiplatform.pipelineJobs.list",
+)
+
+# What the orchestration account may do on the feature view: start a sync, and
+# follow it and earlier ones (FeatureViewSyncs are the view's children).
+SYNCER_PERMISSIONS: tuple[str, ...] = (
+    "aiplatform.featureViewSyncs.get",
+    "aiplatform.featureViewSyncs.list",
+    "aiplatform.featureViews.sync",
 )
 _ROLE_ID = re.compile(r"^[a-zA-Z0-9_.]{3,64}$")
 
@@ -47,8 +107,14 @@ class AccessArgs:
     pipeline: Pipeline
     card_key: CardKeySecret
     agents: ServiceAgents
-    # Project custom role id for the endpoint's callers (letters, digits, _ and .).
+    # Project custom role ids (letters, digits, _ and .): the endpoint's callers,
+    # the training account on the endpoint and in the project, and the
+    # orchestration account in the project and on the feature view.
     predictor_role_id: str
+    deployer_role_id: str
+    training_role_id: str
+    launcher_role_id: str
+    syncer_role_id: str
     # Principals that upload to the landing bucket.
     landing_writers: Sequence[str] = ()
 
@@ -56,11 +122,20 @@ class AccessArgs:
         missing = {"orchestration", "training", "sync", "inference"} - set(self.identity.accounts)
         if missing:
             raise ValueError(f"AccessArgs.identity: missing accounts {sorted(missing)}")
-        if not _ROLE_ID.match(self.predictor_role_id):
-            raise ValueError(
-                f"AccessArgs.predictor_role_id: {self.predictor_role_id!r} is not a role id "
-                "([a-zA-Z0-9_.]{3,64})"
-            )
+        role_ids = {
+            "predictor_role_id": self.predictor_role_id,
+            "deployer_role_id": self.deployer_role_id,
+            "training_role_id": self.training_role_id,
+            "launcher_role_id": self.launcher_role_id,
+            "syncer_role_id": self.syncer_role_id,
+        }
+        for field, role_id in role_ids.items():
+            if not _ROLE_ID.match(role_id):
+                raise ValueError(
+                    f"AccessArgs.{field}: {role_id!r} is not a role id ([a-zA-Z0-9_.]{{3,64}})"
+                )
+        if len(set(role_ids.values())) != len(role_ids):
+            raise ValueError(f"AccessArgs role ids must be distinct: {sorted(role_ids.values())}")
         public = {"allUsers", "allAuthenticatedUsers"} & set(self.landing_writers)
         if public:
             raise ValueError(f"AccessArgs.landing_writers: {sorted(public)} is public")
@@ -91,7 +166,37 @@ class Access(Component):
         orch = ident.member("orchestration")
         self._project(orch, "orchestration", "roles/composer.worker")
         self._project(orch, "orchestration", "roles/bigquery.jobUser")
-        self._project(orch, "orchestration", "roles/aiplatform.user")
+        self.launcher_role = self._custom_role(
+            "pipeline-launcher-role",
+            args.launcher_role_id,
+            "Fraud pipeline launcher",
+            "Starts, follows and cancels Vertex AI pipeline runs; nothing else in Vertex AI",
+            LAUNCHER_PERMISSIONS,
+        )
+        self._grant(
+            "orchestration-pipelineLauncher-project",
+            gcp.projects.IAMMember,
+            project=args.project,
+            role=self.launcher_role.name,
+            member=orch,
+        )
+        self.syncer_role = self._custom_role(
+            "feature-view-syncer-role",
+            args.syncer_role_id,
+            "Fraud feature view syncer",
+            "Triggers and reads syncs of a Vertex AI feature view; cannot change or read it",
+            SYNCER_PERMISSIONS,
+        )
+        self._grant(
+            "orchestration-featureViewSyncer-view",
+            gcp.vertex.AiFeatureOnlineStoreFeatureviewIamMember,
+            project=args.project,
+            region=args.region,
+            feature_online_store=fs.store.name,
+            feature_view=fs.view.name,
+            role=self.syncer_role.name,
+            member=orch,
+        )
         self._bucket(orch, "orchestration", "roles/storage.objectViewer", land.bucket, "landing")
         self._subscription(orch, "orchestration", "roles/pubsub.subscriber", land.subscription)
         for label, ds in (("raw", wh.raw), ("training", wh.training), ("snapshot", wh.snapshots)):
@@ -104,7 +209,37 @@ class Access(Component):
         # --- training: Vertex AI pipeline runs ---------------------------------
         train = ident.member("training")
         self._project(train, "training", "roles/bigquery.jobUser")
-        self._project(train, "training", "roles/aiplatform.user")
+        self.training_role = self._custom_role(
+            "training-pipeline-role",
+            args.training_role_id,
+            "Fraud training pipeline",
+            "Runs as a Vertex AI pipeline's account: records ML metadata and uploads models",
+            TRAINING_PERMISSIONS,
+        )
+        self._grant(
+            "training-trainingPipeline-project",
+            gcp.projects.IAMMember,
+            project=args.project,
+            role=self.training_role.name,
+            member=train,
+        )
+        self.deployer_role = self._custom_role(
+            "endpoint-deployer-role",
+            args.deployer_role_id,
+            "Fraud endpoint deployer",
+            "Deploys and undeploys models on a Vertex AI endpoint and sets its traffic split; "
+            "cannot delete it or call predict",
+            DEPLOYER_PERMISSIONS,
+        )
+        self._grant(
+            "training-deployer-endpoint",
+            gcp.vertex.AiEndpointIamMember,
+            project=args.project,
+            location=args.region,
+            endpoint=pipe.endpoint.name,
+            role=self.deployer_role.name,
+            member=train,
+        )
         self._dataset(train, "training", "roles/bigquery.dataViewer", wh.snapshots, "snapshot")
         self._bucket(train, "training", "roles/storage.objectUser", pipe.bucket, "root")
         self._account(train, "training", "roles/iam.serviceAccountUser", "training")
@@ -129,15 +264,12 @@ class Access(Component):
         )
         # roles/aiplatform.user on the endpoint would also let the caller deploy,
         # undeploy, shift traffic and delete; scoring needs predict and get only.
-        self.predictor_role = gcp.projects.IAMCustomRole(
-            self.n("endpoint-predictor-role"),
-            project=args.project,
-            role_id=args.predictor_role_id,
-            title="Fraud endpoint predictor",
-            description="Calls predict on a Vertex AI endpoint; cannot change or delete it",
-            permissions=list(PREDICTOR_PERMISSIONS),
-            stage="GA",
-            opts=self.child(),
+        self.predictor_role = self._custom_role(
+            "endpoint-predictor-role",
+            args.predictor_role_id,
+            "Fraud endpoint predictor",
+            "Calls predict on a Vertex AI endpoint; cannot change or delete it",
+            PREDICTOR_PERMISSIONS,
         )
         self._grant(
             "inference-predictor-endpoint",
@@ -180,6 +312,20 @@ class Access(Component):
         )
 
         self.register_outputs({"bindings": len(self.bindings)})
+
+    def _custom_role(
+        self, suffix: str, role_id: str, title: str, description: str, permissions: Sequence[str]
+    ) -> gcp.projects.IAMCustomRole:
+        return gcp.projects.IAMCustomRole(
+            self.n(suffix),
+            project=self._args.project,
+            role_id=role_id,
+            title=title,
+            description=description,
+            permissions=sorted(permissions),
+            stage="GA",
+            opts=self.child(),
+        )
 
     # --- one helper per scope ------------------------------------------------------
 

@@ -39,7 +39,81 @@ class Grant:
 
 
 _JOB = "running a query or load job is a project permission (bigquery.jobs.create)"
-_VERTEX = "PipelineJobs, CustomJobs and model uploads have no resource-level IAM"
+_VERTEX = "PipelineJobs, models and ML metadata have no resource-level IAM"
+
+
+@dataclass(frozen=True)
+class CustomRole:
+    """A project custom role the stack defines, with exactly these permissions."""
+
+    kind: str  # the id's suffix: ``fraud_mlops_<env>_<kind>`` (see Names.custom_role)
+    permissions: frozenset[str]
+
+
+# Every custom role the stack creates, keyed by its symbol in TABLE. Tests and the
+# plan compare these permission sets with the roles the program really creates.
+CUSTOM_ROLES: dict[str, CustomRole] = {
+    "custom:endpoint-predictor": CustomRole(
+        "endpoint_predictor",
+        frozenset({"aiplatform.endpoints.get", "aiplatform.endpoints.predict"}),
+    ),
+    "custom:endpoint-deployer": CustomRole(
+        "endpoint_deployer",
+        frozenset(
+            {
+                "aiplatform.endpoints.deploy",
+                "aiplatform.endpoints.get",
+                "aiplatform.endpoints.undeploy",
+                "aiplatform.endpoints.update",
+            }
+        ),
+    ),
+    "custom:training-pipeline": CustomRole(
+        "training_pipeline",
+        frozenset(
+            {
+                # Model Registry: upload a version, read versions back.
+                "aiplatform.models.get",
+                "aiplatform.models.list",
+                "aiplatform.models.upload",
+                # ML Metadata that KFP records for each step of a run.
+                "aiplatform.metadataStores.get",
+                "aiplatform.artifacts.create",
+                "aiplatform.artifacts.get",
+                "aiplatform.artifacts.update",
+                "aiplatform.executions.addExecutionEvents",
+                "aiplatform.executions.create",
+                "aiplatform.executions.get",
+                "aiplatform.executions.update",
+                "aiplatform.contexts.addContextArtifactsAndExecutions",
+                "aiplatform.contexts.addContextChildren",
+                "aiplatform.contexts.create",
+                "aiplatform.contexts.get",
+            }
+        ),
+    ),
+    "custom:pipeline-launcher": CustomRole(
+        "pipeline_launcher",
+        frozenset(
+            {
+                "aiplatform.pipelineJobs.cancel",
+                "aiplatform.pipelineJobs.create",
+                "aiplatform.pipelineJobs.get",
+                "aiplatform.pipelineJobs.list",
+            }
+        ),
+    ),
+    "custom:feature-view-syncer": CustomRole(
+        "feature_view_syncer",
+        frozenset(
+            {
+                "aiplatform.featureViewSyncs.get",
+                "aiplatform.featureViewSyncs.list",
+                "aiplatform.featureViews.sync",
+            }
+        ),
+    ),
+}
 
 TABLE: tuple[Grant, ...] = (
     # --- project level: only where GCP has no narrower scope -----------------
@@ -52,20 +126,19 @@ TABLE: tuple[Grant, ...] = (
     Grant("sa:orchestration", "roles/bigquery.jobUser", "project", _JOB),
     Grant(
         "sa:orchestration",
-        "roles/aiplatform.user",
+        "custom:pipeline-launcher",
         "project",
-        "submits pipeline runs, deploys models to the endpoint and sets its traffic split; "
-        f"{_VERTEX}. Broader than that: it can use and change any Vertex AI resource in the "
-        "project (no custom role narrows it yet)",
+        "starts, follows and cancels the training pipeline runs (aiplatform.pipelineJobs.create, "
+        f".get, .list, .cancel); {_VERTEX}. Nothing else in Vertex AI",
     ),
     Grant("sa:training", "roles/bigquery.jobUser", "project", _JOB),
     Grant(
         "sa:training",
-        "roles/aiplatform.user",
+        "custom:training-pipeline",
         "project",
-        f"runs pipeline steps and custom jobs and uploads models; {_VERTEX}. Broader than "
-        "that: it can also deploy to or delete the endpoint and any other Vertex AI resource "
-        "in the project (no custom role narrows it yet)",
+        "as the pipeline's account, records each step's ML metadata (executions, artifacts, "
+        "contexts) and uploads and reads model versions in the registry; "
+        f"{_VERTEX}. Cannot delete, export, deploy, or run jobs",
     ),
     Grant("sa:sync", "roles/bigquery.jobUser", "project", _JOB),
     Grant(
@@ -94,6 +167,14 @@ TABLE: tuple[Grant, ...] = (
         "roles/bigquery.dataEditor",
         "dataset:snapshot",
         "pins each run's data as a table snapshot",
+    ),
+    Grant(
+        "sa:orchestration",
+        "custom:feature-view-syncer",
+        "featureview",
+        "triggers the feature view's sync after each snapshot and follows it "
+        "(aiplatform.featureViews.sync, featureViewSyncs.get and .list); cannot read features "
+        "or change the view",
     ),
     Grant(
         "sa:orchestration",
@@ -131,6 +212,14 @@ TABLE: tuple[Grant, ...] = (
         "roles/storage.objectUser",
         "bucket:root",
         "reads and writes pipeline artifacts and models; no bucket IAM or ACL changes",
+    ),
+    Grant(
+        "sa:training",
+        "custom:endpoint-deployer",
+        "endpoint",
+        "the deploy step deploys the new version, undeploys the old one and sets the traffic "
+        "split on this endpoint only (aiplatform.endpoints.deploy, .undeploy, .update, .get); "
+        "cannot delete it or call predict",
     ),
     Grant(
         "sa:training",
@@ -305,11 +394,17 @@ def resource_names(cfg: StackConfig) -> dict[str, str]:
 
 def role_name(symbol: str, cfg: StackConfig) -> str:
     """A predefined role as is; ``custom:...`` as this stack's project custom role."""
-    if symbol == "custom:endpoint-predictor":
-        return f"projects/{cfg.project}/roles/{Names.of(cfg).endpoint_predictor_role}"
     if symbol.startswith("custom:"):
-        raise ValueError(f"unknown custom role {symbol!r}")
+        if symbol not in CUSTOM_ROLES:
+            raise ValueError(f"unknown custom role {symbol!r}")
+        role_id = Names.of(cfg).custom_role(CUSTOM_ROLES[symbol].kind)
+        return f"projects/{cfg.project}/roles/{role_id}"
     return symbol
+
+
+def expected_custom_roles(cfg: StackConfig) -> dict[str, frozenset[str]]:
+    """This stack's custom roles (full role name) and the permissions each must hold."""
+    return {role_name(symbol, cfg): role.permissions for symbol, role in CUSTOM_ROLES.items()}
 
 
 def _members(symbol: str, cfg: StackConfig, project_number: str) -> list[str]:

@@ -97,6 +97,21 @@ def bindings(registrations: list[Registration]) -> list[tuple[Binding, Registrat
     return out
 
 
+CUSTOM_ROLE = "gcp:projects/iAMCustomRole:IAMCustomRole"
+
+
+def custom_roles(registrations: list[Registration]) -> dict[str, frozenset[str]]:
+    """Every project custom role the run created (full role name) with its permissions."""
+    out: dict[str, frozenset[str]] = {}
+    for r in registrations:
+        if r.custom and r.type == CUSTOM_ROLE:
+            name = f"projects/{r.inputs['project']}/roles/{r.inputs['roleId']}"
+            if name in out:
+                raise ValueError(f"{r.name}: custom role {name} is created twice")
+            out[name] = frozenset(r.inputs.get("permissions") or ())
+    return out
+
+
 def top_component(r: Registration, by_urn: dict[str, Registration]) -> str:
     """The name of the outermost component that holds ``r`` (itself if top level)."""
     current = r

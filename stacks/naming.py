@@ -13,6 +13,14 @@ from dataclasses import dataclass
 from stacks.config import StackConfig
 
 ROLES = ("orchestration", "training", "sync", "inference", "build")
+# The project custom roles the stack defines (see components.access).
+CUSTOM_ROLES = (
+    "endpoint_predictor",
+    "endpoint_deployer",
+    "training_pipeline",
+    "pipeline_launcher",
+    "feature_view_syncer",
+)
 
 
 @dataclass(frozen=True)
@@ -86,11 +94,32 @@ class Names:
     def function_repository(self) -> str:
         return f"fraud-mlops-{self.env}-functions"
 
+    def custom_role(self, kind: str) -> str:
+        # Custom role ids allow no hyphens; a deleted id stays reserved for weeks,
+        # so each stack keeps one stable id per role.
+        if kind not in CUSTOM_ROLES:
+            raise ValueError(f"unknown custom role {kind!r}")
+        return f"fraud_mlops_{self.env}_{kind}"
+
     @property
     def endpoint_predictor_role(self) -> str:
-        # Custom role ids allow no hyphens; a deleted id stays reserved for weeks,
-        # so each stack keeps one stable id.
-        return f"fraud_mlops_{self.env}_endpoint_predictor"
+        return self.custom_role("endpoint_predictor")
+
+    @property
+    def endpoint_deployer_role(self) -> str:
+        return self.custom_role("endpoint_deployer")
+
+    @property
+    def training_pipeline_role(self) -> str:
+        return self.custom_role("training_pipeline")
+
+    @property
+    def pipeline_launcher_role(self) -> str:
+        return self.custom_role("pipeline_launcher")
+
+    @property
+    def feature_view_syncer_role(self) -> str:
+        return self.custom_role("feature_view_syncer")
 
     @property
     def card_key_secret(self) -> str:

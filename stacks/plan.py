@@ -5,9 +5,10 @@ config of ``Pulumi.<stack>.yaml`` under Pulumi's mock engine, in-process: no
 CLI, no credentials, no network. Prints resources per component and every IAM
 binding, and with ``--json PATH`` writes both for review.
 
-Exit status: 0 when every binding is declared in :mod:`stacks.iam_matrix` and
-none is a basic role or a public principal the config did not ask for; 1
-otherwise; 2 for a config error.
+Exit status: 0 when every binding is declared in :mod:`stacks.iam_matrix`,
+every custom role holds exactly its declared permissions, and no binding is a
+basic role or a public principal the config did not ask for; 1 otherwise; 2 for
+a config error.
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ from typing import Any
 import yaml
 
 from stacks.config import NAMESPACE, StackConfig, StackConfigError, load
-from stacks.iam_matrix import BASIC_ROLES, PUBLIC_MEMBERS, expected_bindings
-from stacks.inventory import bindings, components, key_inputs
+from stacks.iam_matrix import (
+    BASIC_ROLES,
+    PUBLIC_MEMBERS,
+    expected_bindings,
+    expected_custom_roles,
+)
+from stacks.inventory import bindings, components, custom_roles, key_inputs
 from stacks.mocks import PROJECT_NUMBER, MockRun, run_with_mocks
 
 PLACEHOLDER_TEMPLATE = "# placeholder: the compiled pipeline was not built for this plan\n"
@@ -92,6 +98,8 @@ def run_plan(root: Path, stack: str) -> dict[str, Any]:
 def report(cfg: StackConfig, stack: str, run: MockRun, notes: list[str]) -> dict[str, Any]:
     expected = expected_bindings(cfg, PROJECT_NUMBER)
     actual = bindings(run.registrations)
+    roles_expected = expected_custom_roles(cfg)
+    roles_actual = custom_roles(run.registrations)
     actual_set = {b for b, _ in actual}
     iam = []
     for binding, reg in sorted(actual, key=lambda br: (br[0].member, br[0].role, br[0].resource)):
@@ -128,6 +136,19 @@ def report(cfg: StackConfig, stack: str, run: MockRun, notes: list[str]) -> dict
             for b in expected
             if b not in actual_set
         ),
+        *(f"undeclared custom role: {name}" for name in roles_actual if name not in roles_expected),
+        *(
+            f"custom role declared but not created: {name}"
+            for name in roles_expected
+            if name not in roles_actual
+        ),
+        *(
+            f"custom role {name} permissions differ from declared: "
+            f"extra {sorted(roles_actual[name] - perms)}, "
+            f"missing {sorted(perms - roles_actual[name])}"
+            for name, perms in roles_expected.items()
+            if name in roles_actual and roles_actual[name] != perms
+        ),
     ]
     resources = [
         {
@@ -150,6 +171,7 @@ def report(cfg: StackConfig, stack: str, run: MockRun, notes: list[str]) -> dict
         "resource_count": sum(1 for r in run.registrations if r.custom),
         "resources": resources,
         "iam": iam,
+        "custom_roles": {name: sorted(perms) for name, perms in sorted(roles_actual.items())},
         "problems": sorted(problems),
         "outputs": run.outputs,
     }
@@ -168,6 +190,10 @@ def render(plan: dict[str, Any]) -> str:
     for b in plan["iam"]:
         mark = "" if b["declared"] else "  <-- NOT DECLARED"
         lines.append(f"  {b['member']}\n    {b['role']}  on  {b['resource']}{mark}")
+    lines.append("")
+    lines.append(f"Custom roles ({len(plan['custom_roles'])})")
+    for name, perms in plan["custom_roles"].items():
+        lines.append(f"  {name}: {', '.join(perms)}")
     lines.append("")
     if plan["problems"]:
         lines.append("PROBLEMS:")

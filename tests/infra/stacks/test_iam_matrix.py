@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from stacks.iam_matrix import BASIC_ROLES, PUBLIC_MEMBERS, TABLE, Binding, expected_bindings
-from stacks.inventory import bindings
+from stacks.iam_matrix import (
+    BASIC_ROLES,
+    CUSTOM_ROLES,
+    PUBLIC_MEMBERS,
+    TABLE,
+    Binding,
+    expected_bindings,
+    expected_custom_roles,
+)
+from stacks.inventory import bindings, custom_roles
 from stacks.mocks import PROJECT_NUMBER, MockRun, Registration
 from stacks.plan import parse, stack_config
 from tests.infra.conftest import ROOT, run_program
@@ -97,8 +105,108 @@ def test_iam_table_project_level_grants_each_listed_once_with_reason() -> None:
     assert {role for _, role in project_level} == {
         "roles/composer.worker",
         "roles/bigquery.jobUser",
-        "roles/aiplatform.user",
         "roles/logging.logWriter",
+        "custom:pipeline-launcher",
+        "custom:training-pipeline",
+    }
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_iam_matrix_custom_roles_equal_declared_permissions(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    run: MockRun = request.getfixturevalue(f"{stack}_run")
+    declared = expected_custom_roles(parse(stack_config(ROOT, stack)))
+
+    assert custom_roles(run.registrations) == declared
+    assert len(declared) == len(CUSTOM_ROLES) == 5
+
+
+def test_iam_table_custom_role_permissions_are_exact() -> None:
+    perms = {symbol: sorted(role.permissions) for symbol, role in CUSTOM_ROLES.items()}
+
+    assert perms == {
+        "custom:endpoint-predictor": ["aiplatform.endpoints.get", "aiplatform.endpoints.predict"],
+        "custom:endpoint-deployer": [
+            "aiplatform.endpoints.deploy",
+            "aiplatform.endpoints.get",
+            "aiplatform.endpoints.undeploy",
+            "aiplatform.endpoints.update",
+        ],
+        "custom:training-pipeline": [
+            "aiplatform.artifacts.create",
+            "aiplatform.artifacts.get",
+            "aiplatform.artifacts.update",
+            "aiplatform.contexts.addContextArtifactsAndExecutions",
+            "aiplatform.contexts.addContextChildren",
+            "aiplatform.contexts.create",
+            "aiplatform.contexts.get",
+            "aiplatform.executions.addExecutionEvents",
+            "aiplatform.executions.create",
+            "aiplatform.executions.get",
+            "aiplatform.executions.update",
+            "aiplatform.metadataStores.get",
+            "aiplatform.models.get",
+            "aiplatform.models.list",
+            "aiplatform.models.upload",
+        ],
+        "custom:pipeline-launcher": [
+            "aiplatform.pipelineJobs.cancel",
+            "aiplatform.pipelineJobs.create",
+            "aiplatform.pipelineJobs.get",
+            "aiplatform.pipelineJobs.list",
+        ],
+        "custom:feature-view-syncer": [
+            "aiplatform.featureViewSyncs.get",
+            "aiplatform.featureViewSyncs.list",
+            "aiplatform.featureViews.sync",
+        ],
+    }
+    # Every declared custom role is used by a grant, and every custom grant is declared.
+    used = {g.role for g in TABLE if g.role.startswith("custom:")}
+    assert used == set(CUSTOM_ROLES)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_iam_matrix_no_service_account_holds_aiplatform_user(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    run: MockRun = request.getfixturevalue(f"{stack}_run")
+    broad = {"roles/aiplatform.user", "roles/aiplatform.admin"}
+
+    assert [b for b in _actual(run) if b.role in broad] == []
+    assert [g for g in TABLE if g.role in broad] == []
+    # Vertex AI rights of the workload accounts come only from the stack's custom roles,
+    # except the inference account's read of the online features.
+    vertex = {
+        (b.member.split("@")[0].removeprefix("serviceAccount:"), b.role.rsplit("/", 1)[-1])
+        for b in _actual(run)
+        if b.member.startswith(f"serviceAccount:fmo-{stack}-")
+        and ("aiplatform" in b.role or "/roles/" in b.role)
+    }
+    assert vertex == {
+        (f"fmo-{stack}-orch", f"fraud_mlops_{stack}_pipeline_launcher"),
+        (f"fmo-{stack}-orch", f"fraud_mlops_{stack}_feature_view_syncer"),
+        (f"fmo-{stack}-train", f"fraud_mlops_{stack}_training_pipeline"),
+        (f"fmo-{stack}-train", f"fraud_mlops_{stack}_endpoint_deployer"),
+        (f"fmo-{stack}-inference", f"fraud_mlops_{stack}_endpoint_predictor"),
+        (f"fmo-{stack}-inference", "aiplatform.featurestoreDataViewer"),
+    }
+
+
+def test_iam_matrix_training_and_orchestration_vertex_scopes(dev_run: MockRun) -> None:
+    scopes = {
+        (b.member.split("@")[0].removeprefix("serviceAccount:"), b.resource.rsplit("/", 2)[-2])
+        for b in _actual(dev_run)
+        if b.role.startswith("projects/fraud-mlops-dev/roles/")
+    }
+
+    assert scopes == {
+        ("fmo-dev-orch", "projects"),
+        ("fmo-dev-orch", "featureViews"),
+        ("fmo-dev-train", "projects"),
+        ("fmo-dev-train", "endpoints"),
+        ("fmo-dev-inference", "endpoints"),
     }
 
 

@@ -61,6 +61,23 @@ def test_plan_undeclared_binding_exits_nonzero(
     assert "undeclared binding" in capsys.readouterr().out
 
 
+def test_plan_custom_role_permission_drift_exits_nonzero(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    launcher = iam_matrix.CUSTOM_ROLES["custom:pipeline-launcher"]
+    narrowed = iam_matrix.CustomRole(
+        launcher.kind, launcher.permissions - {"aiplatform.pipelineJobs.cancel"}
+    )
+    monkeypatch.setitem(iam_matrix.CUSTOM_ROLES, "custom:pipeline-launcher", narrowed)
+
+    code = main(["--stack", "dev"])
+
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "fraud_mlops_dev_pipeline_launcher permissions differ from declared" in out
+    assert "extra ['aiplatform.pipelineJobs.cancel']" in out
+
+
 def test_plan_unknown_stack_exits_with_config_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--stack", "staging"]) == 2
     assert "Pulumi.staging.yaml" in capsys.readouterr().err

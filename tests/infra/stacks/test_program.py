@@ -380,9 +380,22 @@ def test_program_access_component_holds_only_grants_and_the_predictor_role(
     assert len(under_access) > 20
 
 
+def _custom_role(run: MockRun, role_id: str) -> dict[str, object]:
+    (r,) = [
+        r
+        for r in run.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")
+        if r.inputs["roleId"] == role_id
+    ]
+    return r.inputs
+
+
 def test_program_inference_endpoint_role_is_predict_and_get_only(dev_run: MockRun) -> None:
-    role = _one(dev_run, "gcp:projects/iAMCustomRole:IAMCustomRole")
-    (grant,) = dev_run.of_type("gcp:vertex/aiEndpointIamMember:AiEndpointIamMember")
+    role = _custom_role(dev_run, "fraud_mlops_dev_endpoint_predictor")
+    (grant,) = [
+        g
+        for g in dev_run.of_type("gcp:vertex/aiEndpointIamMember:AiEndpointIamMember")
+        if "fmo-dev-inference@" in g.inputs["member"]
+    ]
 
     assert role["roleId"] == "fraud_mlops_dev_endpoint_predictor"
     assert role["project"] == "fraud-mlops-dev"
@@ -396,3 +409,103 @@ def test_program_inference_endpoint_role_is_predict_and_get_only(dev_run: MockRu
     assert grant.inputs["member"] == (
         "serviceAccount:fmo-dev-inference@fraud-mlops-dev.iam.gserviceaccount.com"
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "permissions"),
+    [
+        (
+            "endpoint_deployer",
+            [
+                "aiplatform.endpoints.deploy",
+                "aiplatform.endpoints.get",
+                "aiplatform.endpoints.undeploy",
+                "aiplatform.endpoints.update",
+            ],
+        ),
+        (
+            "training_pipeline",
+            [
+                "aiplatform.artifacts.create",
+                "aiplatform.artifacts.get",
+                "aiplatform.artifacts.update",
+                "aiplatform.contexts.addContextArtifactsAndExecutions",
+                "aiplatform.contexts.addContextChildren",
+                "aiplatform.contexts.create",
+                "aiplatform.contexts.get",
+                "aiplatform.executions.addExecutionEvents",
+                "aiplatform.executions.create",
+                "aiplatform.executions.get",
+                "aiplatform.executions.update",
+                "aiplatform.metadataStores.get",
+                "aiplatform.models.get",
+                "aiplatform.models.list",
+                "aiplatform.models.upload",
+            ],
+        ),
+        (
+            "pipeline_launcher",
+            [
+                "aiplatform.pipelineJobs.cancel",
+                "aiplatform.pipelineJobs.create",
+                "aiplatform.pipelineJobs.get",
+                "aiplatform.pipelineJobs.list",
+            ],
+        ),
+        (
+            "feature_view_syncer",
+            [
+                "aiplatform.featureViewSyncs.get",
+                "aiplatform.featureViewSyncs.list",
+                "aiplatform.featureViews.sync",
+            ],
+        ),
+    ],
+)
+def test_program_custom_role_has_exact_permissions(
+    dev_run: MockRun, kind: str, permissions: list[str]
+) -> None:
+    role = _custom_role(dev_run, f"fraud_mlops_dev_{kind}")
+
+    assert role["project"] == "fraud-mlops-dev"
+    assert role["stage"] == "GA"
+    assert sorted(role["permissions"]) == permissions  # type: ignore[call-overload]
+
+
+def test_program_each_custom_role_created_once_under_access(dev_run: MockRun) -> None:
+    roles = dev_run.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")
+
+    assert sorted(r.inputs["roleId"] for r in roles) == [
+        "fraud_mlops_dev_endpoint_deployer",
+        "fraud_mlops_dev_endpoint_predictor",
+        "fraud_mlops_dev_feature_view_syncer",
+        "fraud_mlops_dev_pipeline_launcher",
+        "fraud_mlops_dev_training_pipeline",
+    ]
+    assert {r.parent_name for r in roles} == {"access"}
+
+
+def test_program_training_and_orchestration_hold_their_custom_roles(dev_run: MockRun) -> None:
+    role = "projects/fraud-mlops-dev/roles/fraud_mlops_dev_{}".format
+    orch = "serviceAccount:fmo-dev-orch@fraud-mlops-dev.iam.gserviceaccount.com"
+    train = "serviceAccount:fmo-dev-train@fraud-mlops-dev.iam.gserviceaccount.com"
+    project = {
+        (g.inputs["member"], g.inputs["role"])
+        for g in dev_run.of_type("gcp:projects/iAMMember:IAMMember")
+        if "aiplatform" in g.inputs["role"] or "/roles/" in g.inputs["role"]
+    }
+    endpoint = {
+        (g.inputs["member"], g.inputs["role"])
+        for g in dev_run.of_type("gcp:vertex/aiEndpointIamMember:AiEndpointIamMember")
+    }
+    view = {
+        (g.inputs["member"], g.inputs["role"])
+        for g in dev_run.of_type(
+            "gcp:vertex/aiFeatureOnlineStoreFeatureviewIamMember:"
+            "AiFeatureOnlineStoreFeatureviewIamMember"
+        )
+    }
+
+    assert project == {(orch, role("pipeline_launcher")), (train, role("training_pipeline"))}
+    assert (train, role("endpoint_deployer")) in endpoint and len(endpoint) == 2
+    assert (orch, role("feature_view_syncer")) in view and len(view) == 2
