@@ -146,7 +146,9 @@ class FakeGcp(pulumi.runtime.Mocks):
         if args.token == "gcp:bigquery/getDefaultServiceAccount:getDefaultServiceAccount":
             email = f"bq-{self.number}@bigquery-encryption.iam.gserviceaccount.com"
             return {"email": email, "member": f"serviceAccount:{email}", "id": email}, []
-        raise NotImplementedError(f"FakeGcp has no answer for invoke {args.token}")
+        # An invoke the program newly calls must get a deliberate fake answer here,
+        # not a silent default that would make the offline plan lie.
+        raise LookupError(f"FakeGcp has no answer for invoke {args.token}; add one in mocks.py")
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

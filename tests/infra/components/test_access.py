@@ -13,6 +13,7 @@ from components.access import (
     TRAINING_PERMISSIONS,
     AccessArgs,
 )
+from tests.infra.expected_permissions import EXPECTED_PERMISSIONS
 
 
 def _args(**overrides: Any) -> AccessArgs:
@@ -40,56 +41,23 @@ def _args(**overrides: Any) -> AccessArgs:
 
 
 def test_access_predictor_permissions_are_predict_and_get_only() -> None:
-    assert sorted(PREDICTOR_PERMISSIONS) == [
-        "aiplatform.endpoints.get",
-        "aiplatform.endpoints.predict",
-    ]
+    assert sorted(PREDICTOR_PERMISSIONS) == EXPECTED_PERMISSIONS["endpoint_predictor"]
 
 
 def test_access_deployer_permissions_are_deploy_undeploy_update_and_get_only() -> None:
-    assert sorted(DEPLOYER_PERMISSIONS) == [
-        "aiplatform.endpoints.deploy",
-        "aiplatform.endpoints.get",
-        "aiplatform.endpoints.undeploy",
-        "aiplatform.endpoints.update",
-    ]
+    assert sorted(DEPLOYER_PERMISSIONS) == EXPECTED_PERMISSIONS["endpoint_deployer"]
 
 
 def test_access_training_permissions_are_models_and_ml_metadata_only() -> None:
-    assert sorted(TRAINING_PERMISSIONS) == [
-        "aiplatform.artifacts.create",
-        "aiplatform.artifacts.get",
-        "aiplatform.artifacts.update",
-        "aiplatform.contexts.addContextArtifactsAndExecutions",
-        "aiplatform.contexts.addContextChildren",
-        "aiplatform.contexts.create",
-        "aiplatform.contexts.get",
-        "aiplatform.executions.addExecutionEvents",
-        "aiplatform.executions.create",
-        "aiplatform.executions.get",
-        "aiplatform.executions.update",
-        "aiplatform.metadataStores.get",
-        "aiplatform.models.get",
-        "aiplatform.models.list",
-        "aiplatform.models.upload",
-    ]
+    assert sorted(TRAINING_PERMISSIONS) == EXPECTED_PERMISSIONS["training_pipeline"]
 
 
 def test_access_launcher_permissions_are_pipeline_jobs_only() -> None:
-    assert sorted(LAUNCHER_PERMISSIONS) == [
-        "aiplatform.pipelineJobs.cancel",
-        "aiplatform.pipelineJobs.create",
-        "aiplatform.pipelineJobs.get",
-        "aiplatform.pipelineJobs.list",
-    ]
+    assert sorted(LAUNCHER_PERMISSIONS) == EXPECTED_PERMISSIONS["pipeline_launcher"]
 
 
 def test_access_syncer_permissions_are_feature_view_sync_only() -> None:
-    assert sorted(SYNCER_PERMISSIONS) == [
-        "aiplatform.featureViewSyncs.get",
-        "aiplatform.featureViewSyncs.list",
-        "aiplatform.featureViews.sync",
-    ]
+    assert sorted(SYNCER_PERMISSIONS) == EXPECTED_PERMISSIONS["feature_view_syncer"]
 
 
 @pytest.mark.parametrize(

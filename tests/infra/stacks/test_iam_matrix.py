@@ -20,6 +20,7 @@ from stacks.inventory import bindings, custom_roles
 from stacks.mocks import PROJECT_NUMBER, MockRun, Registration
 from stacks.plan import parse, stack_config
 from tests.infra.conftest import ROOT, run_program
+from tests.infra.expected_permissions import EXPECTED_PERMISSIONS
 
 
 def _actual(run: MockRun) -> Counter[Binding]:
@@ -126,41 +127,8 @@ def test_iam_table_custom_role_permissions_are_exact() -> None:
     perms = {symbol: sorted(role.permissions) for symbol, role in CUSTOM_ROLES.items()}
 
     assert perms == {
-        "custom:endpoint-predictor": ["aiplatform.endpoints.get", "aiplatform.endpoints.predict"],
-        "custom:endpoint-deployer": [
-            "aiplatform.endpoints.deploy",
-            "aiplatform.endpoints.get",
-            "aiplatform.endpoints.undeploy",
-            "aiplatform.endpoints.update",
-        ],
-        "custom:training-pipeline": [
-            "aiplatform.artifacts.create",
-            "aiplatform.artifacts.get",
-            "aiplatform.artifacts.update",
-            "aiplatform.contexts.addContextArtifactsAndExecutions",
-            "aiplatform.contexts.addContextChildren",
-            "aiplatform.contexts.create",
-            "aiplatform.contexts.get",
-            "aiplatform.executions.addExecutionEvents",
-            "aiplatform.executions.create",
-            "aiplatform.executions.get",
-            "aiplatform.executions.update",
-            "aiplatform.metadataStores.get",
-            "aiplatform.models.get",
-            "aiplatform.models.list",
-            "aiplatform.models.upload",
-        ],
-        "custom:pipeline-launcher": [
-            "aiplatform.pipelineJobs.cancel",
-            "aiplatform.pipelineJobs.create",
-            "aiplatform.pipelineJobs.get",
-            "aiplatform.pipelineJobs.list",
-        ],
-        "custom:feature-view-syncer": [
-            "aiplatform.featureViewSyncs.get",
-            "aiplatform.featureViewSyncs.list",
-            "aiplatform.featureViews.sync",
-        ],
+        f"custom:{kind.replace('_', '-')}": permissions
+        for kind, permissions in EXPECTED_PERMISSIONS.items()
     }
     # Every declared custom role is used by a grant, and every custom grant is declared.
     used = {g.role for g in TABLE if g.role.startswith("custom:")}

@@ -12,6 +12,7 @@ from components.orchestration import CONFIG_OBJECT
 from stacks.config import StackConfigError
 from stacks.mocks import MockRun
 from tests.infra.conftest import run_program
+from tests.infra.expected_permissions import EXPECTED_PERMISSIONS
 
 COMPONENTS = {
     "services": "ProjectServices",
@@ -399,10 +400,7 @@ def test_program_inference_endpoint_role_is_predict_and_get_only(dev_run: MockRu
 
     assert role["roleId"] == "fraud_mlops_dev_endpoint_predictor"
     assert role["project"] == "fraud-mlops-dev"
-    assert sorted(role["permissions"]) == [  # type: ignore[call-overload]
-        "aiplatform.endpoints.get",
-        "aiplatform.endpoints.predict",
-    ]
+    assert sorted(role["permissions"]) == EXPECTED_PERMISSIONS["endpoint_predictor"]  # type: ignore[call-overload]
     assert (
         grant.inputs["role"] == "projects/fraud-mlops-dev/roles/fraud_mlops_dev_endpoint_predictor"
     )
@@ -413,54 +411,7 @@ def test_program_inference_endpoint_role_is_predict_and_get_only(dev_run: MockRu
 
 @pytest.mark.parametrize(
     ("kind", "permissions"),
-    [
-        (
-            "endpoint_deployer",
-            [
-                "aiplatform.endpoints.deploy",
-                "aiplatform.endpoints.get",
-                "aiplatform.endpoints.undeploy",
-                "aiplatform.endpoints.update",
-            ],
-        ),
-        (
-            "training_pipeline",
-            [
-                "aiplatform.artifacts.create",
-                "aiplatform.artifacts.get",
-                "aiplatform.artifacts.update",
-                "aiplatform.contexts.addContextArtifactsAndExecutions",
-                "aiplatform.contexts.addContextChildren",
-                "aiplatform.contexts.create",
-                "aiplatform.contexts.get",
-                "aiplatform.executions.addExecutionEvents",
-                "aiplatform.executions.create",
-                "aiplatform.executions.get",
-                "aiplatform.executions.update",
-                "aiplatform.metadataStores.get",
-                "aiplatform.models.get",
-                "aiplatform.models.list",
-                "aiplatform.models.upload",
-            ],
-        ),
-        (
-            "pipeline_launcher",
-            [
-                "aiplatform.pipelineJobs.cancel",
-                "aiplatform.pipelineJobs.create",
-                "aiplatform.pipelineJobs.get",
-                "aiplatform.pipelineJobs.list",
-            ],
-        ),
-        (
-            "feature_view_syncer",
-            [
-                "aiplatform.featureViewSyncs.get",
-                "aiplatform.featureViewSyncs.list",
-                "aiplatform.featureViews.sync",
-            ],
-        ),
-    ],
+    [(k, v) for k, v in EXPECTED_PERMISSIONS.items() if k != "endpoint_predictor"],
 )
 def test_program_custom_role_has_exact_permissions(
     dev_run: MockRun, kind: str, permissions: list[str]
