@@ -23,11 +23,13 @@ from typing import Any, TypeVar
 
 import requests
 
-from app.core import backends, flow
+from app.backends import Backends
+from app.core import flow
 from app.core.config import RuntimeConfig
-from app.core.data.generate import generate, write_csv
 from app.core.ingest.reader import read_transactions
-from app.core.server import FunctionServer
+from app.local.generate import generate, write_csv
+from app.local.pipeline_template import ensure_pipeline_template
+from app.local.server import FunctionServer
 
 T = TypeVar("T")
 KAGGLE_ROWS = 284_807
@@ -62,18 +64,20 @@ def run(rows: int, n_requests: int, home: Path) -> dict[str, Any]:
     data = _timed(seconds, "generate", lambda: generate(rows))
     csv = _timed(seconds, "write_csv", lambda: write_csv(data.frame, home / "bench.csv"))
     _timed(seconds, "parse_validate", lambda: read_transactions(csv))
-    landed = _timed(seconds, "land", lambda: backends.landing_zone(cfg).land(csv))
-    conf = flow.RunConf(object_name=landed.name, uri=landed.uri, content_hash=landed.content_hash)
-    _timed(seconds, "load_raw", lambda: flow.load_raw(cfg, conf))
-    _timed(seconds, "transform", lambda: flow.transform(cfg))
-    snap = _timed(seconds, "snapshot", lambda: flow.snapshot(cfg, conf))
+    services = Backends(cfg)
+    landed = _timed(seconds, "land", lambda: services.landing.land(csv))
+    conf = flow.RunConf.for_object(landed)
+    _timed(seconds, "load_raw", lambda: flow.load_raw(services, conf))
+    _timed(seconds, "transform", lambda: flow.transform(services))
+    snap = _timed(seconds, "snapshot", lambda: flow.snapshot(services, conf))
     sync = _timed(
-        seconds, "sync_feature_view", lambda: flow.sync_feature_view(cfg, snap["snapshot_id"])
+        seconds, "sync_feature_view", lambda: flow.sync_feature_view(services, snap["snapshot_id"])
     )
-    trained = _timed(seconds, "pipeline", lambda: flow.train(cfg, snap["snapshot_id"]))
+    ensure_pipeline_template(cfg)
+    trained = _timed(seconds, "pipeline", lambda: flow.train(services, snap["snapshot_id"]))
 
-    store = backends.online_store(cfg)
-    card_ids = backends.warehouse(cfg).latest_card_features(snap["snapshot_id"])["card_id"].tolist()
+    store = services.online_store
+    card_ids = services.warehouse.latest_card_features(snap["snapshot_id"])["card_id"].tolist()
     fetch_ms = []
     for card_id in card_ids[:2000]:
         t0 = time.perf_counter()

@@ -5,7 +5,8 @@ resources live with that component (the storage agent's publish right in
 :mod:`components.landing`, the build account's and the callers' in
 :mod:`components.prediction_function`, key grants in :mod:`components.security`);
 every other grant is here. All of them are declared, with a reason, in
-:mod:`stacks.iam_matrix`, and a test holds the program to that table.
+:mod:`stacks.iam_matrix`, and a test holds the program to that table. The
+custom roles' permissions are written once, in :mod:`components.permissions`.
 """
 
 from __future__ import annotations
@@ -23,76 +24,20 @@ from components.base import Component
 from components.feature_store import FeatureStore
 from components.identity import Identity
 from components.landing import Landing
-from components.pipeline import Pipeline
+from components.permissions import (
+    ENDPOINT_DEPLOYER,
+    ENDPOINT_PREDICTOR,
+    FEATURE_VIEW_SYNCER,
+    PIPELINE_LAUNCHER,
+    TRAINING_PIPELINE,
+    CustomRoleSpec,
+)
 from components.secrets import CardKeySecret
 from components.service_agents import ServiceAgents
-from components.warehouse import Warehouse
+from components.serving_endpoint import ServingEndpoint
+from components.training_pipeline import TrainingPipeline
+from components.warehouse_datasets import WarehouseDatasets
 
-# Project custom roles in place of roles/aiplatform.user, which would let each
-# account use and change every Vertex AI resource in the project. Vertex AI has no
-# aiplatform.operations.get permission: a long-running operation is polled with the
-# get permission of the resource it belongs to (models.get, endpoints.get).
-
-# What the inference account may do on the endpoint: score, and read its metadata.
-PREDICTOR_PERMISSIONS: tuple[str, ...] = (
-    "aiplatform.endpoints.get",
-    "aiplatform.endpoints.predict",
-)
-
-# What the training account may do on the endpoint (deploy step): deploy the new
-# version, undeploy the old one, set the traffic split, and read the endpoint (also
-# how the gate finds the live model and how deploy operations are polled).
-DEPLOYER_PERMISSIONS: tuple[str, ...] = (
-    "aiplatform.endpoints.deploy",
-    "aiplatform.endpoints.get",
-    "aiplatform.endpoints.undeploy",
-    "aiplatform.endpoints.update",
-)
-
-# What the training account may do in the project while it runs as the pipeline's
-# account. Models and ML Metadata have no resource-level IAM a stack can bind, so
-# these are project-wide; nothing here deletes, exports or changes IAM.
-TRAINING_PERMISSIONS: tuple[str, ...] = (
-    # Model Registry: register_model uploads a version (new model or new version of
-    # it); the gate and deploy steps read versions back by id or list them. The
-    # upload operation is polled with models.get.
-    "aiplatform.models.get",
-    "aiplatform.models.list",
-    "aiplatform.models.upload",
-    # Vertex ML Metadata, as KFP on Vertex AI Pipelines uses it: each step is an
-    # execution in the default metadata store, its inputs and outputs are artifacts
-    # linked to it by events, and the run is a context (a child of the pipeline's
-    # context) that groups them.
-    "aiplatform.metadataStores.get",
-    "aiplatform.artifacts.create",
-    "aiplatform.artifacts.get",
-    "aiplatform.artifacts.update",
-    "aiplatform.executions.addExecutionEvents",
-    "aiplatform.executions.create",
-    "aiplatform.executions.get",
-    "aiplatform.executions.update",
-    "aiplatform.contexts.addContextArtifactsAndExecutions",
-    "aiplatform.contexts.addContextChildren",
-    "aiplatform.contexts.create",
-    "aiplatform.contexts.get",
-)
-
-# What the orchestration account may do in the project: start a training run, wait
-# for it, find earlier runs, and stop one. PipelineJobs have no resource-level IAM.
-LAUNCHER_PERMISSIONS: tuple[str, ...] = (
-    "aiplatform.pipelineJobs.cancel",
-    "aiplatform.pipelineJobs.create",
-    "aiplatform.pipelineJobs.get",
-    "aiplatform.pipelineJobs.list",
-)
-
-# What the orchestration account may do on the feature view: start a sync, and
-# follow it and earlier ones (FeatureViewSyncs are the view's children).
-SYNCER_PERMISSIONS: tuple[str, ...] = (
-    "aiplatform.featureViewSyncs.get",
-    "aiplatform.featureViewSyncs.list",
-    "aiplatform.featureViews.sync",
-)
 _ROLE_ID = re.compile(r"^[a-zA-Z0-9_.]{3,64}$")
 
 
@@ -101,10 +46,11 @@ class AccessArgs:
     project: str
     region: str
     identity: Identity
-    warehouse: Warehouse
+    warehouse: WarehouseDatasets
     landing: Landing
     feature_store: FeatureStore
-    pipeline: Pipeline
+    training_pipeline: TrainingPipeline
+    endpoint: ServingEndpoint
     card_key: CardKeySecret
     agents: ServiceAgents
     # Project custom role ids (letters, digits, _ and .): the endpoint's callers,
@@ -149,13 +95,8 @@ class Access(Component):
         super().__init__("Access", name, opts)
         self._args = args
         self.bindings: list[pulumi.CustomResource] = []
-        ident, wh, land, fs, pipe = (
-            args.identity,
-            args.warehouse,
-            args.landing,
-            args.feature_store,
-            args.pipeline,
-        )
+        ident, wh, land, fs = args.identity, args.warehouse, args.landing, args.feature_store
+        root, endpoint = args.training_pipeline.bucket, args.endpoint.endpoint
 
         # Google-managed agents that act for us on our resources, created by
         # ServiceAgents before anything is granted to them.
@@ -166,13 +107,7 @@ class Access(Component):
         orch = ident.member("orchestration")
         self._project(orch, "orchestration", "roles/composer.worker")
         self._project(orch, "orchestration", "roles/bigquery.jobUser")
-        self.launcher_role = self._custom_role(
-            "pipeline-launcher-role",
-            args.launcher_role_id,
-            "Fraud pipeline launcher",
-            "Starts, follows and cancels Vertex AI pipeline runs; nothing else in Vertex AI",
-            LAUNCHER_PERMISSIONS,
-        )
+        self.launcher_role = self._custom_role(PIPELINE_LAUNCHER, args.launcher_role_id)
         self._grant(
             "orchestration-pipelineLauncher-project",
             gcp.projects.IAMMember,
@@ -180,13 +115,7 @@ class Access(Component):
             role=self.launcher_role.name,
             member=orch,
         )
-        self.syncer_role = self._custom_role(
-            "feature-view-syncer-role",
-            args.syncer_role_id,
-            "Fraud feature view syncer",
-            "Triggers and reads syncs of a Vertex AI feature view; cannot change or read it",
-            SYNCER_PERMISSIONS,
-        )
+        self.syncer_role = self._custom_role(FEATURE_VIEW_SYNCER, args.syncer_role_id)
         self._grant(
             "orchestration-featureViewSyncer-view",
             gcp.vertex.AiFeatureOnlineStoreFeatureviewIamMember,
@@ -201,7 +130,7 @@ class Access(Component):
         self._subscription(orch, "orchestration", "roles/pubsub.subscriber", land.subscription)
         for label, ds in (("raw", wh.raw), ("training", wh.training), ("snapshot", wh.snapshots)):
             self._dataset(orch, "orchestration", "roles/bigquery.dataEditor", ds, label)
-        self._bucket(orch, "orchestration", "roles/storage.objectViewer", pipe.bucket, "root")
+        self._bucket(orch, "orchestration", "roles/storage.objectViewer", root, "root")
         self._account(orch, "orchestration", "roles/iam.serviceAccountUser", "training")
         self._account(orch, "orchestration", "roles/iam.serviceAccountTokenCreator", "sync")
         self._secret(orch, "orchestration")
@@ -209,13 +138,7 @@ class Access(Component):
         # --- training: Vertex AI pipeline runs ---------------------------------
         train = ident.member("training")
         self._project(train, "training", "roles/bigquery.jobUser")
-        self.training_role = self._custom_role(
-            "training-pipeline-role",
-            args.training_role_id,
-            "Fraud training pipeline",
-            "Runs as a Vertex AI pipeline's account: records ML metadata and uploads models",
-            TRAINING_PERMISSIONS,
-        )
+        self.training_role = self._custom_role(TRAINING_PIPELINE, args.training_role_id)
         self._grant(
             "training-trainingPipeline-project",
             gcp.projects.IAMMember,
@@ -223,25 +146,18 @@ class Access(Component):
             role=self.training_role.name,
             member=train,
         )
-        self.deployer_role = self._custom_role(
-            "endpoint-deployer-role",
-            args.deployer_role_id,
-            "Fraud endpoint deployer",
-            "Deploys and undeploys models on a Vertex AI endpoint and sets its traffic split; "
-            "cannot delete it or call predict",
-            DEPLOYER_PERMISSIONS,
-        )
+        self.deployer_role = self._custom_role(ENDPOINT_DEPLOYER, args.deployer_role_id)
         self._grant(
             "training-deployer-endpoint",
             gcp.vertex.AiEndpointIamMember,
             project=args.project,
             location=args.region,
-            endpoint=pipe.endpoint.name,
+            endpoint=endpoint.name,
             role=self.deployer_role.name,
             member=train,
         )
         self._dataset(train, "training", "roles/bigquery.dataViewer", wh.snapshots, "snapshot")
-        self._bucket(train, "training", "roles/storage.objectUser", pipe.bucket, "root")
+        self._bucket(train, "training", "roles/storage.objectUser", root, "root")
         self._account(train, "training", "roles/iam.serviceAccountUser", "training")
 
         # --- sync: rebuilds the feature view's source table from a snapshot ------
@@ -264,19 +180,13 @@ class Access(Component):
         )
         # roles/aiplatform.user on the endpoint would also let the caller deploy,
         # undeploy, shift traffic and delete; scoring needs predict and get only.
-        self.predictor_role = self._custom_role(
-            "endpoint-predictor-role",
-            args.predictor_role_id,
-            "Fraud endpoint predictor",
-            "Calls predict on a Vertex AI endpoint; cannot change or delete it",
-            PREDICTOR_PERMISSIONS,
-        )
+        self.predictor_role = self._custom_role(ENDPOINT_PREDICTOR, args.predictor_role_id)
         self._grant(
             "inference-predictor-endpoint",
             gcp.vertex.AiEndpointIamMember,
             project=args.project,
             location=args.region,
-            endpoint=pipe.endpoint.name,
+            endpoint=endpoint.name,
             role=self.predictor_role.name,
             member=infer,
         )
@@ -313,16 +223,15 @@ class Access(Component):
 
         self.register_outputs({"bindings": len(self.bindings)})
 
-    def _custom_role(
-        self, suffix: str, role_id: str, title: str, description: str, permissions: Sequence[str]
-    ) -> gcp.projects.IAMCustomRole:
+    def _custom_role(self, spec: CustomRoleSpec, role_id: str) -> gcp.projects.IAMCustomRole:
         return gcp.projects.IAMCustomRole(
-            self.n(suffix),
+            self.n(f"{spec.name}-role"),
             project=self._args.project,
             role_id=role_id,
-            title=title,
-            description=description,
-            permissions=sorted(permissions),
+            title=spec.title,
+            description=spec.description,
+            # Sorted: the same set in any order is the same role, not an update.
+            permissions=sorted(spec.permissions),
             stage="GA",
             opts=self.child(),
         )

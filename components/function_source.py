@@ -40,7 +40,7 @@ class SourceArchive:
 def _walk(root: Path, tree: Path) -> Iterable[tuple[str, Path]]:
     if not tree.exists():
         return
-    for path in sorted(tree.rglob("*")):
+    for path in [tree] if tree.is_file() else sorted(tree.rglob("*")):
         rel = path.relative_to(root)
         if path.is_dir() or _SKIP_DIRS.intersection(rel.parts) or path.suffix in _SKIP_SUFFIXES:
             continue
@@ -50,7 +50,8 @@ def _walk(root: Path, tree: Path) -> Iterable[tuple[str, Path]]:
 def build_archive(
     root: Path, trees: Iterable[str], extra: Mapping[str, str] | None = None
 ) -> SourceArchive:
-    """Zip ``trees`` (paths relative to ``root``) plus generated ``extra`` files.
+    """Zip ``trees`` (files or directories, relative to ``root``) plus generated
+    ``extra`` files.
 
     Trees that do not exist contribute nothing: the archive of what exists.
     """

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from components.permissions import CUSTOM_ROLES as ALL_CUSTOM_ROLES
+from components.permissions import CustomRoleSpec
 from stacks.config import StackConfig
 from stacks.naming import Names
 
@@ -42,78 +44,10 @@ _JOB = "running a query or load job is a project permission (bigquery.jobs.creat
 _VERTEX = "PipelineJobs, models and ML metadata have no resource-level IAM"
 
 
-@dataclass(frozen=True)
-class CustomRole:
-    """A project custom role the stack defines, with exactly these permissions."""
-
-    kind: str  # the id's suffix: ``fraud_mlops_<env>_<kind>`` (see Names.custom_role)
-    permissions: frozenset[str]
-
-
-# Every custom role the stack creates, keyed by its symbol in TABLE. Tests and the
-# plan compare these permission sets with the roles the program really creates.
-CUSTOM_ROLES: dict[str, CustomRole] = {
-    "custom:endpoint-predictor": CustomRole(
-        "endpoint_predictor",
-        frozenset({"aiplatform.endpoints.get", "aiplatform.endpoints.predict"}),
-    ),
-    "custom:endpoint-deployer": CustomRole(
-        "endpoint_deployer",
-        frozenset(
-            {
-                "aiplatform.endpoints.deploy",
-                "aiplatform.endpoints.get",
-                "aiplatform.endpoints.undeploy",
-                "aiplatform.endpoints.update",
-            }
-        ),
-    ),
-    "custom:training-pipeline": CustomRole(
-        "training_pipeline",
-        frozenset(
-            {
-                # Model Registry: upload a version, read versions back.
-                "aiplatform.models.get",
-                "aiplatform.models.list",
-                "aiplatform.models.upload",
-                # ML Metadata that KFP records for each step of a run.
-                "aiplatform.metadataStores.get",
-                "aiplatform.artifacts.create",
-                "aiplatform.artifacts.get",
-                "aiplatform.artifacts.update",
-                "aiplatform.executions.addExecutionEvents",
-                "aiplatform.executions.create",
-                "aiplatform.executions.get",
-                "aiplatform.executions.update",
-                "aiplatform.contexts.addContextArtifactsAndExecutions",
-                "aiplatform.contexts.addContextChildren",
-                "aiplatform.contexts.create",
-                "aiplatform.contexts.get",
-            }
-        ),
-    ),
-    "custom:pipeline-launcher": CustomRole(
-        "pipeline_launcher",
-        frozenset(
-            {
-                "aiplatform.pipelineJobs.cancel",
-                "aiplatform.pipelineJobs.create",
-                "aiplatform.pipelineJobs.get",
-                "aiplatform.pipelineJobs.list",
-            }
-        ),
-    ),
-    "custom:feature-view-syncer": CustomRole(
-        "feature_view_syncer",
-        frozenset(
-            {
-                "aiplatform.featureViewSyncs.get",
-                "aiplatform.featureViewSyncs.list",
-                "aiplatform.featureViews.sync",
-            }
-        ),
-    ),
-}
+# Every custom role the stack creates, keyed by its symbol in TABLE. Their
+# permissions, with a reason per group, are written once in components.permissions;
+# the plan and the tests compare them with the roles the program really creates.
+CUSTOM_ROLES: dict[str, CustomRoleSpec] = {role.symbol: role for role in ALL_CUSTOM_ROLES}
 
 TABLE: tuple[Grant, ...] = (
     # --- project level: only where GCP has no narrower scope -----------------
@@ -128,8 +62,8 @@ TABLE: tuple[Grant, ...] = (
         "sa:orchestration",
         "custom:pipeline-launcher",
         "project",
-        "starts, follows and cancels the training pipeline runs (aiplatform.pipelineJobs.create, "
-        f".get, .list, .cancel); {_VERTEX}. Nothing else in Vertex AI",
+        f"starts, follows and cancels the training pipeline runs; {_VERTEX}. "
+        "Nothing else in Vertex AI",
     ),
     Grant("sa:training", "roles/bigquery.jobUser", "project", _JOB),
     Grant(
@@ -172,9 +106,8 @@ TABLE: tuple[Grant, ...] = (
         "sa:orchestration",
         "custom:feature-view-syncer",
         "featureview",
-        "triggers the feature view's sync after each snapshot and follows it "
-        "(aiplatform.featureViews.sync, featureViewSyncs.get and .list); cannot read features "
-        "or change the view",
+        "triggers the feature view's sync after each snapshot and follows it; cannot read "
+        "features or change the view",
     ),
     Grant(
         "sa:orchestration",
@@ -218,8 +151,7 @@ TABLE: tuple[Grant, ...] = (
         "custom:endpoint-deployer",
         "endpoint",
         "the deploy step deploys the new version, undeploys the old one and sets the traffic "
-        "split on this endpoint only (aiplatform.endpoints.deploy, .undeploy, .update, .get); "
-        "cannot delete it or call predict",
+        "split on this endpoint only; cannot delete it or call predict",
     ),
     Grant(
         "sa:training",
@@ -251,8 +183,7 @@ TABLE: tuple[Grant, ...] = (
         "sa:inference",
         "custom:endpoint-predictor",
         "endpoint",
-        "calls predict on this endpoint only (aiplatform.endpoints.predict and .get); "
-        "cannot deploy, undeploy, shift traffic or delete",
+        "calls predict on this endpoint only; cannot deploy, undeploy, shift traffic or delete",
     ),
     Grant(
         "sa:inference",

@@ -10,17 +10,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from components.permissions import CUSTOM_ROLES as CUSTOM_ROLE_SPECS
 from stacks.config import StackConfig
 
 ROLES = ("orchestration", "training", "sync", "inference", "build")
-# The project custom roles the stack defines (see components.access).
-CUSTOM_ROLES = (
-    "endpoint_predictor",
-    "endpoint_deployer",
-    "training_pipeline",
-    "pipeline_launcher",
-    "feature_view_syncer",
-)
+# The kinds of project custom role the stack defines (see components.permissions).
+CUSTOM_ROLES = tuple(role.kind for role in CUSTOM_ROLE_SPECS)
 
 
 @dataclass(frozen=True)

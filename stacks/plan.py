@@ -181,10 +181,12 @@ def render(plan: dict[str, Any]) -> str:
     lines = [f"Stack {plan['stack']} (project {plan['project']}), offline plan under mocks"]
     lines += [f"note: {n}" for n in plan["notes"]]
     lines.append("")
-    lines.append(f"{'component':<16} {'type':<40} {'resources':>9}")
+    # As wide as the longest component name, so the counts stay in one column.
+    w = max([16, *(len(name) for name in plan["components"])])
+    lines.append(f"{'component':<{w}} {'type':<40} {'resources':>9}")
     for name, entry in plan["components"].items():
-        lines.append(f"{name:<16} {entry['type']:<40} {entry['resources']:>9}")
-    lines.append(f"{'total':<16} {'':<40} {plan['resource_count']:>9}")
+        lines.append(f"{name:<{w}} {entry['type']:<40} {entry['resources']:>9}")
+    lines.append(f"{'total':<{w}} {'':<40} {plan['resource_count']:>9}")
     lines.append("")
     lines.append(f"IAM matrix ({len(plan['iam'])} bindings)")
     for b in plan["iam"]:

@@ -19,7 +19,6 @@ from components.feature_store import FeatureStore, FeatureStoreArgs
 from components.identity import Identity, IdentityArgs
 from components.landing import Landing, LandingArgs
 from components.orchestration import Orchestration, OrchestrationArgs
-from components.pipeline import Pipeline, PipelineArgs
 from components.prediction_function import PredictionFunction, PredictionFunctionArgs
 from components.secrets import CardKeySecret, CardKeySecretArgs
 from components.security import (
@@ -38,7 +37,9 @@ from components.services import (
     ProjectServices,
     ProjectServicesArgs,
 )
-from components.warehouse import Warehouse, WarehouseArgs
+from components.serving_endpoint import ServingEndpoint, ServingEndpointArgs
+from components.training_pipeline import TrainingPipeline, TrainingPipelineArgs
+from components.warehouse_datasets import WarehouseDatasets, WarehouseDatasetsArgs
 from stacks.config import NAMESPACE, StackConfig, from_pulumi
 from stacks.naming import ROLES, Names
 from stacks.runtime_config import ResolvedOutputs, build_runtime_config
@@ -112,9 +113,9 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
         ),
         after_apis,
     )
-    warehouse = Warehouse(
+    warehouse = WarehouseDatasets(
         "warehouse",
-        WarehouseArgs(
+        WarehouseDatasetsArgs(
             project=p,
             location=r,
             dataset_prefix=names.dataset_prefix,
@@ -168,13 +169,25 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
         if cfg.endpoint.request_logging
         else None
     )
-    pipeline = Pipeline(
-        "pipeline",
-        PipelineArgs(
+    pipeline = TrainingPipeline(
+        "training-pipeline",
+        TrainingPipelineArgs(
             project=p,
             region=r,
             bucket_name=names.bucket("pipeline"),
             template_path=pipeline_template,
+            deletion_protection=protect,
+            labels=labels,
+            kms_key_name=key,
+            kms_ready=kms_ready,
+        ),
+        after_apis,
+    )
+    serving = ServingEndpoint(
+        "serving",
+        ServingEndpointArgs(
+            project=p,
+            region=r,
             endpoint_id=names.endpoint,
             request_log_dataset_uri=request_log,
             request_log_sampling_rate=cfg.endpoint.request_logging_sampling_rate,
@@ -194,7 +207,8 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
             warehouse=warehouse,
             landing=landing,
             feature_store=feature_store,
-            pipeline=pipeline,
+            training_pipeline=pipeline,
+            endpoint=serving,
             card_key=card_key,
             agents=agents,
             predictor_role_id=names.endpoint_predictor_role,
@@ -218,7 +232,7 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
         pipeline_root=pipeline.pipeline_root,
         template_uri=pipeline.template_uri,
         training_account=identity.email("training"),
-        endpoint_id=pipeline.endpoint.name,
+        endpoint_id=serving.endpoint.name,
         landing_bucket=landing.bucket.name,
         landing_subscription=landing.subscription.id,
     ).apply(

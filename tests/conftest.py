@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from app.core.config import RuntimeConfig, TrainingConfig
-from app.core.data.generate import GeneratedData, generate, write_csv
 from app.core.model.artifact import save_model
 from app.core.model.split import time_split
 from app.core.model.train import train_model
+from app.local.generate import GeneratedData, generate, write_csv
 from tests.support.synthetic import synthetic_training_frame
 
 

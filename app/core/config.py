@@ -2,8 +2,8 @@
 
 Locally it is derived from ``FRAUD_MLOPS_HOME``; on GCP the Pulumi stack builds
 it from its resources' outputs and delivers it as JSON (``FRAUD_MLOPS_CONFIG``).
-Each backend is picked by a discriminated ``kind``; :mod:`app.core.backends` is
-the only place that turns a kind into an implementation.
+Each backend is picked by a discriminated ``kind``; :mod:`app.backends` is the
+only place that turns a kind into an implementation.
 
 Nothing here reads the environment at import time: call :func:`load_config`.
 """
@@ -88,6 +88,9 @@ OnlineStoreConfig = Annotated[
 class KfpLocalPipelineConfig(_Strict):
     kind: Literal["kfp_local"] = "kfp_local"
     pipeline_root: Path
+    # The compiled pipeline (the same YAML Vertex AI runs); the local platform compiles
+    # it before it starts a DAG run, as the stack does before it uploads it.
+    template_path: Path
 
 
 class VertexPipelineConfig(_Strict):
@@ -129,6 +132,7 @@ RegistryConfig = Annotated[
 
 class LocalEndpointConfig(_Strict):
     kind: Literal["local"] = "local"
+    path: Path  # SQLite file holding the deployment pointer and its history
 
 
 class VertexEndpointConfig(_Strict):
@@ -254,11 +258,14 @@ class RuntimeConfig(_Strict):
             environment="local",
             warehouse=DuckDBWarehouseConfig(path=home / "warehouse.duckdb"),
             online_store=SQLiteOnlineStoreConfig(path=home / "online_store.sqlite"),
-            pipeline=KfpLocalPipelineConfig(pipeline_root=home / "pipeline_root"),
+            pipeline=KfpLocalPipelineConfig(
+                pipeline_root=home / "pipeline_root",
+                template_path=home / "pipeline" / "fraud_training_pipeline.yaml",
+            ),
             registry=LocalModelRegistryConfig(
                 path=home / "registry.sqlite", artifacts_dir=home / "models"
             ),
-            endpoint=LocalEndpointConfig(),
+            endpoint=LocalEndpointConfig(path=home / "endpoint.sqlite"),
             landing=LocalLandingConfig(path=home / "landing"),
             orchestrator=LocalAirflowConfig(home=home / "airflow"),
             card_key=FileSecretConfig(path=home / "secrets" / "card_hmac.key"),

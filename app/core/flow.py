@@ -1,8 +1,9 @@
-"""What each DAG task does, as plain functions of (config, run conf).
+"""What each DAG task does, as plain functions of the roles and the run conf.
 
-The DAG file only wires these together. Every step is idempotent: re-running a
-DAG run for the same landed object changes nothing, and a file landed twice
-trains once unless the run conf says ``force``.
+The DAG file only wires these together; the roles come from the composition root
+(:class:`app.backends.Backends`), so nothing here knows which home it runs in. Every
+step is idempotent: re-running a task, or a whole DAG run for the same landed object,
+changes nothing, and a file landed twice trains once unless the run conf says ``force``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.core import backends
-from app.core.config import RuntimeConfig
 from app.core.errors import InvalidInputError, NotFoundError
 from app.core.ingest.load import load_landed
-from app.core.ports import LandedObject, PipelineResult
+from app.core.ports import Services
+from app.core.records import LandedObject, PipelineResult
 
 
 class RunConf(BaseModel):
@@ -27,6 +27,7 @@ class RunConf(BaseModel):
     object_name: str = Field(min_length=1)
     uri: str = Field(min_length=1)
     content_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    generation: int = Field(default=0, ge=0)
     force: bool = False
 
     @classmethod
@@ -39,94 +40,117 @@ class RunConf(BaseModel):
                 f"invalid DAG run conf ({exc.error_count()} errors)", location=fields
             ) from exc
 
+    @classmethod
+    def for_object(cls, landed: LandedObject, *, force: bool = False) -> RunConf:
+        return cls(
+            object_name=landed.name,
+            uri=landed.uri,
+            content_hash=landed.content_hash,
+            generation=landed.generation,
+            force=force,
+        )
+
     @property
     def landed(self) -> LandedObject:
-        return LandedObject(name=self.object_name, uri=self.uri, content_hash=self.content_hash)
+        return LandedObject(
+            name=self.object_name,
+            uri=self.uri,
+            content_hash=self.content_hash,
+            generation=self.generation,
+        )
 
 
-def should_process(cfg: RuntimeConfig, conf: RunConf) -> bool:
+def should_process(services: Services, conf: RunConf) -> bool:
     """False when this object was already loaded, snapshotted and trained on."""
     if conf.force:
         return True
-    wh = backends.warehouse(cfg)
-    ingest_id = wh.find_ingest(conf.content_hash)
-    if ingest_id is None:
+    lineage = services.lineage
+    ingest = lineage.ingest_by_hash(conf.content_hash)
+    if ingest is None:
         return True
-    snapshot = next((s for s in wh.list_snapshots() if s.source_ingest_id == ingest_id), None)
-    return snapshot is None or not wh.training_runs(snapshot.snapshot_id)
+    snapshot = lineage.snapshot_for_ingest(ingest.ingest_id)
+    return snapshot is None or not lineage.training_runs(snapshot.snapshot_id)
 
 
-def load_raw(cfg: RuntimeConfig, conf: RunConf) -> dict[str, Any]:
+def load_raw(services: Services, conf: RunConf) -> dict[str, Any]:
     result = load_landed(
-        cfg, conf.landed, landing=backends.landing_zone(cfg), warehouse=backends.warehouse(cfg)
+        conf.landed,
+        landing=services.landing,
+        warehouse=services.warehouse,
+        lineage=services.lineage,
+        card_key=services.card_key,
+        cards_cfg=services.config.cards,
     )
     return asdict(result)
 
 
-def transform(cfg: RuntimeConfig) -> int:
-    return backends.warehouse(cfg).build_training_table()
+def transform(services: Services) -> int:
+    return services.warehouse.build_training_table()
 
 
-def snapshot(cfg: RuntimeConfig, conf: RunConf) -> dict[str, Any]:
-    wh = backends.warehouse(cfg)
+def snapshot(services: Services, conf: RunConf) -> dict[str, Any]:
     # The same content may have been loaded earlier under another name: that ingest
     # owns the rows, so it owns the snapshot too.
-    ingest_id = wh.find_ingest(conf.content_hash)
-    if ingest_id is None:
+    ingest = services.lineage.ingest_by_hash(conf.content_hash)
+    if ingest is None:
         raise NotFoundError(f"{conf.object_name} has not been loaded; load_raw must run first")
-    source_object = ingest_id.rsplit("@", 1)[0]
-    return asdict(wh.snapshot_training(ingest_id=ingest_id, source_object=source_object))
+    info = services.warehouse.snapshot_training(
+        ingest_id=ingest.ingest_id, source_object=ingest.source_object
+    )
+    return asdict(info)
 
 
-def sync_feature_view(cfg: RuntimeConfig, snapshot_id: str) -> dict[str, Any]:
+def sync_feature_view(services: Services, snapshot_id: str) -> dict[str, Any]:
     """Serve the newest snapshot's features, whichever run asks.
 
     A re-run for an older file (``--force``) must not put stale features back online,
     so the target is always the latest snapshot, not necessarily ``snapshot_id``.
     """
-    store = backends.online_store(cfg)
-    wh = backends.warehouse(cfg)
-    latest = wh.list_snapshots()[-1].snapshot_id
+    store = services.online_store
+    latest = services.lineage.latest_snapshot()
+    if latest is None:
+        raise NotFoundError("no snapshot exists yet; snapshot must run first")
     last = store.last_sync()
-    if last is not None and last.snapshot_id == latest:
+    if last is not None and last.snapshot_id == latest.snapshot_id:
         return {**asdict(last), "skipped": True, "requested": snapshot_id}
-    features = wh.latest_card_features(latest)
-    info = store.sync(features, snapshot_id=latest)
+    features = services.warehouse.latest_card_features(latest.snapshot_id)
+    info = store.sync(features, snapshot_id=latest.snapshot_id)
     return {**asdict(info), "skipped": False, "requested": snapshot_id}
 
 
-def train(cfg: RuntimeConfig, snapshot_id: str, *, force: bool = False) -> dict[str, Any]:
-    wh = backends.warehouse(cfg)
-    previous = wh.training_runs(snapshot_id)
+def train(services: Services, snapshot_id: str, *, force: bool = False) -> dict[str, Any]:
+    lineage = services.lineage
+    previous = lineage.training_runs(snapshot_id)
     if previous and not force:
         return {**asdict(previous[-1]), "skipped": True}
-    if not previous and not force and (resumed := _resume(cfg, snapshot_id)) is not None:
-        wh.record_training_run(resumed)
+    if not previous and not force and (resumed := _resume(services, snapshot_id)) is not None:
+        lineage.record_training_run(resumed)
         return {**asdict(resumed), "skipped": False}
     run_name = f"train-{snapshot_id}".replace("_", "-")
     if previous:
         run_name += f"-r{len(previous) + 1}"
-    result: PipelineResult = backends.pipeline_runner(cfg).run(
+    result: PipelineResult = services.pipeline_runner.run(
         snapshot_id=snapshot_id, run_name=run_name
     )
-    wh.record_training_run(result)
+    lineage.record_training_run(result)
     return {**asdict(result), "skipped": False}
 
 
-def _resume(cfg: RuntimeConfig, snapshot_id: str) -> PipelineResult | None:
+def _resume(services: Services, snapshot_id: str) -> PipelineResult | None:
     """Finish an attempt that registered a model for this snapshot but died before its
     run was recorded, instead of training and registering a second copy.
 
     Only a candidate that passed the gate is ever registered, so deploying it completes
     what the attempt decided, unless a newer version went live in the meantime.
     """
-    registered = [v for v in backends.registry(cfg).list_versions() if v.snapshot_id == snapshot_id]
+    registry = services.registry
+    registered = registry.versions_for_snapshot(snapshot_id)
     if not registered:
         return None
     version = registered[-1]
-    endpoint = backends.endpoint(cfg)
+    endpoint = services.endpoint
     live = endpoint.deployed()
-    newer_live = live is not None and _seq(live.version) > _seq(version.version)
+    newer_live = live is not None and registry.is_newer(live, version)
     if not newer_live and (live is None or live.version != version.version):
         endpoint.deploy(version)
     reason = f"Resumed: {version.version} was registered for this snapshot by an attempt that " + (
@@ -142,7 +166,3 @@ def _resume(cfg: RuntimeConfig, snapshot_id: str) -> PipelineResult | None:
         metrics=dict(version.metrics),
         model_version=None if newer_live else version.version,
     )
-
-
-def _seq(version: str) -> int:
-    return int(version.lstrip("v") or 0)

@@ -1,108 +1,39 @@
-"""The seams: one small Protocol per role, and the records that cross them.
+"""The seams: one small Protocol per role.
 
-Local implementations are named ``<Tech><Role>`` (``DuckDBWarehouse``); the GCP
-ones plug in behind the same Protocols. Only :mod:`app.core.backends` picks one.
+Implementations are named ``<Tech><Role>`` (``DuckDBWarehouse``, ``SQLiteOnlineStore``)
+and live in :mod:`app.backends`; the composition root there is the only code that
+turns a config ``kind`` into one of them. Everything above the seams (the DAG tasks in
+:mod:`app.core.flow`, the pipeline steps, the function) sees only these roles.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-# --- records -----------------------------------------------------------------
+from app.core.records import (
+    FeatureRecord,
+    IngestRecord,
+    IngestResult,
+    LandedObject,
+    LandingClaim,
+    ModelVersion,
+    PipelineResult,
+    Prediction,
+    SnapshotInfo,
+    SyncInfo,
+)
 
-
-@dataclass(frozen=True)
-class IngestResult:
-    ingest_id: str
-    source_object: str
-    rows_loaded: int
-    already_loaded: bool
-
-
-@dataclass(frozen=True)
-class SnapshotInfo:
-    snapshot_id: str
-    table: str
-    source_ingest_id: str
-    source_object: str
-    row_count: int
-    fraud_count: int
-    content_hash: str
-    created_at: str  # ISO-8601 UTC
-
-
-@dataclass(frozen=True)
-class SyncInfo:
-    snapshot_id: str
-    cards: int
-    synced_at: str
-
-
-@dataclass(frozen=True)
-class FeatureRecord:
-    card_id: str
-    card_masked: str
-    event_time: float
-    features: Mapping[str, float | None]
-    feature_timestamp: str
-    snapshot_id: str
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    version: str
-    snapshot_id: str
-    artifact_uri: str
-    threshold: float
-    metrics: Mapping[str, float]
-    params: Mapping[str, Any] = field(default_factory=dict)
-    created_at: str = ""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    probability: float
-    threshold: float
-    model_version: str
-
-    @property
-    def is_fraud(self) -> bool:
-        return self.probability >= self.threshold
-
-
-@dataclass(frozen=True)
-class PipelineResult:
-    run_name: str
-    snapshot_id: str
-    deployed: bool
-    gate_reason: str
-    metrics: Mapping[str, float]
-    model_version: str | None
-
-
-@dataclass(frozen=True)
-class LandedObject:
-    name: str
-    uri: str
-    content_hash: str
-
-    @property
-    def ingest_id(self) -> str:
-        return f"{self.name}@{self.content_hash[:16]}"
-
-
-# --- roles -------------------------------------------------------------------
+if TYPE_CHECKING:
+    from app.core.config import RuntimeConfig
+    from app.core.model.artifact import FraudModel
 
 
 class Warehouse(Protocol):
-    def find_ingest(self, content_hash: str) -> str | None:
-        """The ingest id under which this content was loaded, if it was."""
-        ...
+    """Loads, transforms and snapshots; writes its lineage in the same transactions."""
 
     def load_raw(
         self, frame: pd.DataFrame, *, ingest_id: str, source_object: str, content_hash: str
@@ -122,10 +53,6 @@ class Warehouse(Protocol):
         """Freeze the training table; the same ``ingest_id`` returns its existing snapshot."""
         ...
 
-    def get_snapshot(self, snapshot_id: str) -> SnapshotInfo: ...
-
-    def list_snapshots(self) -> list[SnapshotInfo]: ...
-
     def read_snapshot(self, snapshot_id: str) -> pd.DataFrame: ...
 
     def snapshot_content_hash(self, snapshot_id: str) -> str:
@@ -138,11 +65,35 @@ class Warehouse(Protocol):
 
     def table_counts(self) -> dict[str, int]: ...
 
-    def record_training_run(self, result: PipelineResult) -> None:
-        """Lineage: which pipeline run trained on which snapshot, and what it decided."""
+
+class Lineage(Protocol):
+    """What was loaded, snapshotted and trained, queried by id and by "latest"."""
+
+    def ingest_by_hash(self, content_hash: str) -> IngestRecord | None:
+        """The ingest that loaded this content, under whatever name, if any did."""
         ...
 
-    def training_runs(self, snapshot_id: str | None = None) -> list[PipelineResult]: ...
+    def snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        """Raise NotFoundError for an unknown id."""
+        ...
+
+    def snapshot_for_ingest(self, ingest_id: str) -> SnapshotInfo | None: ...
+
+    def latest_snapshot(self) -> SnapshotInfo | None: ...
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """Oldest first."""
+        ...
+
+    def record_training_run(self, result: PipelineResult) -> None:
+        """Which pipeline run trained on which snapshot, and what it decided."""
+        ...
+
+    def training_runs(self, snapshot_id: str | None = None) -> list[PipelineResult]:
+        """Oldest first."""
+        ...
+
+    def latest_training_run(self) -> PipelineResult | None: ...
 
 
 class OnlineStore(Protocol):
@@ -168,9 +119,28 @@ class ModelRegistry(Protocol):
         params: Mapping[str, Any],
     ) -> ModelVersion: ...
 
-    def get(self, version: str) -> ModelVersion: ...
+    def get(self, version: str) -> ModelVersion:
+        """Raise NotFoundError for an unregistered version."""
+        ...
 
-    def list_versions(self) -> list[ModelVersion]: ...
+    def list_versions(self) -> list[ModelVersion]:
+        """Oldest first, in the registry's own order."""
+        ...
+
+    def versions_for_snapshot(self, snapshot_id: str) -> list[ModelVersion]:
+        """Versions trained on this snapshot, oldest first."""
+        ...
+
+    def is_newer(self, version: ModelVersion, than: ModelVersion) -> bool:
+        """Registration order, which only the registry knows (names are its own)."""
+        ...
+
+    def load(self, version: ModelVersion) -> FraudModel:
+        """The version's model, read from wherever its artifact lives.
+
+        Raise BackendUnavailableError when the artifact cannot be read or loaded.
+        """
+        ...
 
 
 class ModelEndpoint(Protocol):
@@ -184,14 +154,93 @@ class ModelEndpoint(Protocol):
 
 
 class PipelineRunner(Protocol):
-    def run(self, *, snapshot_id: str, run_name: str) -> PipelineResult: ...
+    def run(self, *, snapshot_id: str, run_name: str) -> PipelineResult:
+        """Run the training pipeline to its end.
+
+        A failed run raises PipelineFailedError whose ``failure`` names the step and the
+        project error it raised, read from the run's own outputs, not from its logs.
+        """
+        ...
 
 
 class LandingZone(Protocol):
+    @property
+    def location(self) -> str:
+        """Where objects land, for people (a folder, ``gs://bucket``)."""
+        ...
+
     def land(self, source: Path, *, name: str | None = None) -> LandedObject:
         """Put a file in the landing area atomically and announce it (object-finalize)."""
         ...
 
-    def local_path(self, name: str) -> Path:
-        """A local readable copy of a landed object."""
+    def local_path(self, landed: LandedObject) -> Path:
+        """A local readable copy of exactly the announced version of ``landed``.
+
+        Raise NotFoundError when that version is gone.
+        """
         ...
+
+
+class LandingEvents(Protocol):
+    """The landing zone's object-finalize notifications, with Pub/Sub's pull semantics."""
+
+    def discover(self, *, settle_seconds: float) -> list[LandedObject]:
+        """Announce objects that arrived without an event (copied in by other means)."""
+        ...
+
+    def pull(self, only: LandedObject | None = None) -> LandingClaim | None:
+        """Claim the oldest pending event (or ``only``'s); None when there is none."""
+        ...
+
+    def ack(self, claim: LandingClaim) -> None:
+        """The event's work is done: never deliver it again."""
+        ...
+
+    def nack(self, claim: LandingClaim, *, retry: bool) -> None:
+        """The work failed: deliver again later (``retry``) or dead-letter it."""
+        ...
+
+    def recover(self) -> int:
+        """Hand back claims whose consumer died; return how many."""
+        ...
+
+
+class CardKeySource(Protocol):
+    def key(self, *, create: bool = False) -> bytes:
+        """The card-id HMAC key; only the loader may ``create`` it.
+
+        A reader that made a fresh key would silently key every card differently
+        (every lookup a 404, every card's history split), so readers fail instead.
+        """
+        ...
+
+
+class Services(Protocol):
+    """Every role, built on first use from one config (see :class:`app.backends.Backends`)."""
+
+    @property
+    def config(self) -> RuntimeConfig: ...
+
+    @property
+    def warehouse(self) -> Warehouse: ...
+
+    @property
+    def lineage(self) -> Lineage: ...
+
+    @property
+    def online_store(self) -> OnlineStore: ...
+
+    @property
+    def registry(self) -> ModelRegistry: ...
+
+    @property
+    def endpoint(self) -> ModelEndpoint: ...
+
+    @property
+    def pipeline_runner(self) -> PipelineRunner: ...
+
+    @property
+    def landing(self) -> LandingZone: ...
+
+    @property
+    def card_key(self) -> CardKeySource: ...

@@ -9,11 +9,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from app.core import backends, cards
-from app.core.config import RuntimeConfig
+from app.core import cards
 from app.core.errors import BackendUnavailableError, InvalidInputError, NotFoundError
-from app.core.ports import ModelEndpoint, OnlineStore
-from app.core.secrets import card_key
+from app.core.ports import CardKeySource, ModelEndpoint, OnlineStore, Services
 
 
 @dataclass(frozen=True)
@@ -40,11 +38,19 @@ class Score:
 
 
 class Scorer:
-    def __init__(self, cfg: RuntimeConfig) -> None:
-        self._cfg = cfg
+    def __init__(
+        self, *, store: OnlineStore, endpoint: ModelEndpoint, card_key: CardKeySource
+    ) -> None:
+        self._key_source = card_key
         self._key: bytes | None = None
-        self._store: OnlineStore = backends.online_store(cfg)
-        self._endpoint: ModelEndpoint = backends.endpoint(cfg)
+        self._store = store
+        self._endpoint = endpoint
+
+    @classmethod
+    def from_services(cls, services: Services) -> Scorer:
+        return cls(
+            store=services.online_store, endpoint=services.endpoint, card_key=services.card_key
+        )
 
     def score(self, raw_card_number: object) -> Score:
         start = time.perf_counter()
@@ -52,7 +58,7 @@ class Scorer:
         masked = cards.mask(number)
         if self._key is None:
             # Read after validation: a bad request is a 400 even when the key is missing.
-            self._key = card_key(self._cfg)
+            self._key = self._key_source.key()
         try:
             record = self._store.fetch(cards.card_id(number, self._key))
         except NotFoundError as exc:

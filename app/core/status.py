@@ -5,22 +5,22 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from app.core import backends
-from app.core.config import RuntimeConfig
+from app.core.ports import Services
 
 
-def collect(cfg: RuntimeConfig) -> dict[str, Any]:
-    wh = backends.warehouse(cfg)
-    snapshots = wh.list_snapshots()
-    runs = wh.training_runs()
-    deployed = backends.endpoint(cfg).deployed()
-    sync = backends.online_store(cfg).last_sync()
-    versions = backends.registry(cfg).list_versions()
+def collect(services: Services) -> dict[str, Any]:
+    """Read through the roles' own queries: no scanning lists for "latest"."""
+    lineage = services.lineage
+    latest = lineage.latest_snapshot()
+    last_run = lineage.latest_training_run()
+    deployed = services.endpoint.deployed()
+    sync = services.online_store.last_sync()
+    versions = services.registry.list_versions()
     return {
-        "environment": cfg.environment,
-        "tables": wh.table_counts(),
-        "latest_snapshot": asdict(snapshots[-1]) if snapshots else None,
-        "snapshots": len(snapshots),
+        "environment": services.config.environment,
+        "tables": services.warehouse.table_counts(),
+        "latest_snapshot": asdict(latest) if latest else None,
+        "snapshots": len(lineage.snapshots()),
         "feature_view": asdict(sync) if sync else None,
         "registered_versions": [v.version for v in versions],
         "deployed": (
@@ -34,7 +34,7 @@ def collect(cfg: RuntimeConfig) -> dict[str, Any]:
             if deployed
             else None
         ),
-        "last_training_run": asdict(runs[-1]) if runs else None,
+        "last_training_run": asdict(last_run) if last_run else None,
     }
 
 

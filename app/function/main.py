@@ -18,14 +18,9 @@ from typing import Any
 import flask
 import functions_framework
 
+from app.backends import Backends
 from app.core.config import load_config
-from app.core.errors import (
-    BackendUnavailableError,
-    ConfigError,
-    FraudMlopsError,
-    InvalidInputError,
-    NotFoundError,
-)
+from app.core.errors import FraudMlopsError, InvalidInputError
 from app.core.scoring import Scorer
 
 log = logging.getLogger("fraud_mlops.function")
@@ -38,6 +33,7 @@ _STATUS = {
     400: "INVALID_ARGUMENT",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
+    409: "ABORTED",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     500: "INTERNAL",
@@ -48,7 +44,7 @@ _STATUS = {
 @cache
 def _scorer() -> Scorer:
     # Built on the first request, not at import: the config comes from the environment.
-    return Scorer(load_config())
+    return Scorer.from_services(Backends(load_config()))
 
 
 def _error(code: int, message: str, request_id: str, **extra: Any) -> flask.Response:
@@ -61,16 +57,6 @@ def _error(code: int, message: str, request_id: str, **extra: Any) -> flask.Resp
     if code == 405:
         resp.headers["Allow"] = "POST"
     return resp
-
-
-def _status_for(exc: FraudMlopsError) -> int:
-    if isinstance(exc, InvalidInputError):
-        return 400
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, BackendUnavailableError | ConfigError):
-        return 503
-    return 500
 
 
 @functions_framework.http
@@ -101,7 +87,7 @@ def predict(request: flask.Request) -> flask.Response:
     try:
         score = _scorer().score(body["card_number"])
     except FraudMlopsError as exc:
-        code = _status_for(exc)
+        code = exc.http_status
         field = exc.location if isinstance(exc, InvalidInputError) else None
         message = exc.detail if isinstance(exc, InvalidInputError) else str(exc)
         if code >= 500:

@@ -7,16 +7,28 @@ each run gets its config as the ``config_json`` parameter.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from kfp import compiler
 
-from app.pipeline.pipeline import fraud_training_pipeline
+from app.pipeline.graph import fraud_training_pipeline
 
 
 def compile_pipeline(path: Path) -> Path:
+    """Write the spec to ``path``; readers see the old file or the new one, never half.
+
+    An unchanged spec leaves the file as it is, so its mtime and hash mean something.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline_func=fraud_training_pipeline, package_path=str(path))
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.yaml")
+    try:
+        compiler.Compiler().compile(pipeline_func=fraud_training_pipeline, package_path=str(tmp))
+        if path.is_file() and path.read_bytes() == tmp.read_bytes():
+            return path
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

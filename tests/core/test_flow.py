@@ -4,51 +4,55 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.core import backends, flow
+import pytest
+
+from app.backends import Backends
+from app.core import flow
 from app.core.config import RuntimeConfig
-from app.core.ports import PipelineResult
+from app.core.records import PipelineResult
 
 
-def _register(cfg: RuntimeConfig, model_dir: Path, snapshot_id: str) -> str:
-    return (
-        backends.registry(cfg)
-        .register(
-            artifact_path=model_dir,
-            snapshot_id=snapshot_id,
-            threshold=0.5,
-            metrics={"auprc": 0.8},
-            params={},
-        )
-        .version
-    )
+@pytest.fixture
+def services(cfg: RuntimeConfig) -> Backends:
+    return Backends(cfg)
+
+
+def _register(services: Backends, model_dir: Path, snapshot_id: str) -> str:
+    return services.registry.register(
+        artifact_path=model_dir,
+        snapshot_id=snapshot_id,
+        threshold=0.5,
+        metrics={"auprc": 0.8},
+        params={},
+    ).version
 
 
 def test_train_after_crash_between_register_and_record_deploys_instead_of_retraining(
-    cfg: RuntimeConfig, model_dirs: tuple[Path, Path]
+    services: Backends, model_dirs: tuple[Path, Path]
 ) -> None:
-    _register(cfg, model_dirs[0], "snap_0001_aaaa")
+    _register(services, model_dirs[0], "snap_0001_aaaa")
     # No such snapshot in the warehouse: a pipeline run would fail, so success means resumed.
-    result = flow.train(cfg, "snap_0001_aaaa")
+    result = flow.train(services, "snap_0001_aaaa")
     assert result["deployed"] and result["model_version"] == "v0001"
     assert result["gate_reason"].startswith("Resumed: v0001")
-    deployed = backends.endpoint(cfg).deployed()
+    deployed = services.endpoint.deployed()
     assert deployed is not None and deployed.version == "v0001"
-    assert [v.version for v in backends.registry(cfg).list_versions()] == ["v0001"]
-    again = flow.train(cfg, "snap_0001_aaaa")
+    assert [v.version for v in services.registry.list_versions()] == ["v0001"]
+    again = flow.train(services, "snap_0001_aaaa")
     assert again["skipped"] and again["model_version"] == "v0001"
 
 
 def test_train_resume_never_replaces_a_newer_live_model(
-    cfg: RuntimeConfig, model_dirs: tuple[Path, Path]
+    services: Backends, model_dirs: tuple[Path, Path]
 ) -> None:
-    _register(cfg, model_dirs[0], "snap_0001_aaaa")
-    newer = _register(cfg, model_dirs[1], "snap_0002_bbbb")
-    backends.endpoint(cfg).deploy(backends.registry(cfg).get(newer))
-    backends.warehouse(cfg).record_training_run(
+    _register(services, model_dirs[0], "snap_0001_aaaa")
+    newer = _register(services, model_dirs[1], "snap_0002_bbbb")
+    services.endpoint.deploy(services.registry.get(newer))
+    services.lineage.record_training_run(
         PipelineResult("train-2", "snap_0002_bbbb", True, "ok", {"auprc": 0.9}, newer)
     )
-    result = flow.train(cfg, "snap_0001_aaaa")
+    result = flow.train(services, "snap_0001_aaaa")
     assert not result["deployed"] and result["model_version"] is None
     assert "v0002 is newer" in result["gate_reason"]
-    deployed = backends.endpoint(cfg).deployed()
+    deployed = services.endpoint.deployed()
     assert deployed is not None and deployed.version == "v0002"

@@ -1,14 +1,19 @@
-"""The DAG file parses, reads no config at import, and wires the tasks in order."""
+"""The DAG file parses, reads no config at import, wires the tasks in order, and each
+task is safe to retry: run twice, it changes nothing the second time."""
 
 from __future__ import annotations
 
 import importlib.util
-from types import ModuleType
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from app.core.airflow_local import DAGS_DIR
-from app.core.config import CONFIG_ENV
+from app.backends import Backends
+from app.core.config import CONFIG_ENV, RuntimeConfig
+from app.core.flow import RunConf
+
+DAGS_DIR = Path(__file__).resolve().parents[2] / "app" / "dags"
 
 
 def _load() -> ModuleType:
@@ -48,3 +53,72 @@ def test_dag_tasks_run_in_flow_order() -> None:
     assert down("snapshot") == {"sync_feature_view", "run_training_pipeline"}
     assert down("sync_feature_view") == {"run_training_pipeline"}
     assert dag.max_active_runs == 1
+
+
+def test_dag_every_task_has_retries_and_a_timeout() -> None:
+    dag = _load().fraud_training_dag
+    for task in dag.tasks:
+        assert task.retries >= 1, task.task_id
+        assert task.retry_delay.total_seconds() > 0, task.task_id
+        assert task.execution_timeout is not None, task.task_id
+        assert task.execution_timeout.total_seconds() > 0, task.task_id
+    assert (
+        dag.get_task("run_training_pipeline").execution_timeout
+        > dag.get_task("load_raw").execution_timeout
+    )
+
+
+def test_call_error_a_retry_cannot_heal_fails_the_task_at_once() -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from app.core.errors import BackendUnavailableError, InvalidInputError
+
+    module = _load()
+
+    def bad_file() -> None:
+        raise InvalidInputError("bad cell", location="day1.csv:3:4")
+
+    def store_down() -> None:
+        raise BackendUnavailableError("warehouse locked")
+
+    with pytest.raises(AirflowFailException) as caught:
+        module._call(bad_file)
+    assert isinstance(caught.value.__cause__, InvalidInputError)
+    assert caught.value.__cause__.location == "day1.csv:3:4"
+    with pytest.raises(BackendUnavailableError):
+        module._call(store_down)
+
+
+def test_tasks_run_twice_change_nothing_the_second_time(
+    tmp_path: Path, small_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = RuntimeConfig.local(tmp_path / "home")
+    landed = Backends(cfg).landing.land(small_csv, name="day1.csv")
+    conf = RunConf.for_object(landed).model_dump()
+    monkeypatch.setenv(CONFIG_ENV, cfg.to_json())
+    module = _load()
+    # A task run outside a scheduler: the context holds just the run's conf.
+    monkeypatch.setattr(
+        module, "get_current_context", lambda: {"dag_run": SimpleNamespace(conf=conf)}
+    )
+    dag = module.fraud_training_dag
+
+    def run(task_id: str, *args: object) -> object:
+        return dag.get_task(task_id).python_callable(*args)
+
+    def counts() -> dict[str, int]:
+        return Backends(cfg).warehouse.table_counts()
+
+    assert run("check_new_data") is True
+    first_load = run("load_raw")
+    assert run("load_raw") == {**first_load, "rows_loaded": 0, "already_loaded": True}
+    assert run("transform") == run("transform") == 3000
+    after_transform = counts()
+    snap = run("snapshot")
+    assert run("snapshot") == snap
+    synced = run("sync_feature_view", snap)
+    again = run("sync_feature_view", snap)
+    assert (synced["skipped"], again["skipped"]) == (False, True)
+    assert again["cards"] == synced["cards"]
+    assert counts() == {**after_transform, "lineage.snapshots": 1}
+    assert counts()["raw.transactions"] == 3000

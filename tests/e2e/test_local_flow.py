@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.core import backends
+from app.backends import Backends
 from app.core.config import GateConfig, RuntimeConfig, SQLiteOnlineStoreConfig
-from app.core.data.generate import GeneratedData, generate, write_csv
 from app.core.errors import InvalidInputError
-from app.core.ingest_cli import ingest
-from app.core.server import FunctionServer
-from app.core.trigger import LocalAirflowTrigger
+from app.local.generate import GeneratedData, generate, write_csv
+from app.local.ingest import ingest
+from app.local.server import FunctionServer
+from app.local.trigger import LocalAirflowTrigger
 
 pytestmark = pytest.mark.e2e
 
@@ -56,23 +56,24 @@ def url(platform: Platform) -> Iterator[str]:
 
 
 def test_first_ingest_loads_snapshots_syncs_and_deploys(platform: Platform) -> None:
-    wh = backends.warehouse(platform.cfg)
+    wh = Backends(platform.cfg).warehouse
+    lineage = Backends(platform.cfg).lineage
     counts = wh.table_counts()
     assert counts["raw.transactions"] == ROWS
     assert counts["training.transactions"] == ROWS
-    (snap,) = wh.list_snapshots()
+    (snap,) = lineage.snapshots()
     assert snap.row_count == ROWS
     assert snap.fraud_count == int(platform.data.frame["Class"].sum())
     assert wh.snapshot_content_hash(snap.snapshot_id) == snap.content_hash
-    sync = backends.online_store(platform.cfg).last_sync()
+    sync = Backends(platform.cfg).online_store.last_sync()
     assert sync is not None and sync.snapshot_id == snap.snapshot_id
     assert sync.cards == platform.data.frame["card_number"].nunique()
-    deployed = backends.endpoint(platform.cfg).deployed()
+    deployed = Backends(platform.cfg).endpoint.deployed()
     assert deployed is not None
     assert deployed.version == "v0001"
     assert deployed.snapshot_id == snap.snapshot_id
     assert deployed.metrics["auprc"] >= 0.3
-    (run,) = wh.training_runs()
+    (run,) = lineage.training_runs()
     assert run.deployed and run.model_version == "v0001"
 
 
@@ -120,28 +121,35 @@ def test_same_file_landed_again_adds_nothing_and_trains_once(platform: Platform)
     assert report.tasks["check_new_data"] == "success"
     assert report.tasks["load_raw"] == "skipped"
     assert report.tasks["run_training_pipeline"] == "skipped"
-    wh = backends.warehouse(platform.cfg)
+    wh = Backends(platform.cfg).warehouse
+    lineage = Backends(platform.cfg).lineage
     assert wh.table_counts()["raw.transactions"] == ROWS
-    assert len(wh.list_snapshots()) == 1
-    assert len(wh.training_runs()) == 1
+    assert len(lineage.snapshots()) == 1
+    assert len(lineage.training_runs()) == 1
 
 
 def test_bad_file_fails_cleanly_and_touches_nothing(platform: Platform) -> None:
-    wh = backends.warehouse(platform.cfg)
-    store = backends.online_store(platform.cfg)
-    before = (wh.table_counts(), wh.list_snapshots(), store.last_sync())
+    wh = Backends(platform.cfg).warehouse
+    lineage = Backends(platform.cfg).lineage
+    store = Backends(platform.cfg).online_store
+    before = (wh.table_counts(), lineage.snapshots(), store.last_sync())
     text = platform.csv.read_text()
     truncated = platform.tmp / "truncated.csv"
     truncated.write_text(text[: len(text) // 2])
     report = ingest(platform.cfg, truncated, quiet=True)
     assert not report.ok
     assert report.tasks["load_raw"] == "failed"
-    assert report.error_type == "InvalidInputError"
-    assert report.error is not None and report.error.startswith("truncated.csv:")
-    with pytest.raises(InvalidInputError, match="truncated.csv"):
+    # The task's error crossed the process boundary as data: class, message, location.
+    assert report.failure is not None
+    assert report.failure.task == "load_raw"
+    assert report.failure.error_class == "InvalidInputError"
+    assert report.failure.location is not None
+    assert report.failure.location.startswith("truncated.csv:")
+    with pytest.raises(InvalidInputError, match="truncated.csv") as caught:
         report.raise_for_error()
-    assert (wh.table_counts(), wh.list_snapshots(), store.last_sync()) == before
-    deployed = backends.endpoint(platform.cfg).deployed()
+    assert caught.value.location == report.failure.location
+    assert (wh.table_counts(), lineage.snapshots(), store.last_sync()) == before
+    deployed = Backends(platform.cfg).endpoint.deployed()
     assert deployed is not None and deployed.version == "v0001"
 
 
@@ -151,13 +159,14 @@ def test_gate_refuses_model_and_previous_keeps_serving(platform: Platform, url: 
     )
     report = ingest(strict, platform.csv, force=True, quiet=True)
     assert report.ok and report.tasks["run_training_pipeline"] == "success"
-    wh = backends.warehouse(platform.cfg)
-    runs = wh.training_runs()
+    wh = Backends(platform.cfg).warehouse
+    lineage = Backends(platform.cfg).lineage
+    runs = lineage.training_runs()
     assert len(runs) == 2
     assert not runs[-1].deployed
     assert "0.9999" in runs[-1].gate_reason
     assert wh.table_counts()["raw.transactions"] == ROWS
-    deployed = backends.endpoint(platform.cfg).deployed()
+    deployed = Backends(platform.cfg).endpoint.deployed()
     assert deployed is not None and deployed.version == "v0001"
     resp = requests.post(url, json={"card_number": platform.data.fraud_cards[0]}, timeout=30)
     assert resp.status_code == 200 and resp.json()["model_version"] == "v0001"
@@ -166,7 +175,7 @@ def test_gate_refuses_model_and_previous_keeps_serving(platform: Platform, url: 
 def test_file_dropped_into_landing_folder_triggers_dag_run(platform: Platform) -> None:
     """The real Kaggle format (no card column), put into the folder by plain copy."""
     extra = generate(2000, fraud_rate=0.02, seed=9).frame
-    landing_dir = platform.cfg.landing.path  # type: ignore[union-attr]
+    landing_dir = Path(Backends(platform.cfg).landing.location)
     dropped = write_csv(extra, landing_dir / "creditcard-day2.csv", with_cards=False)
     settled = time.time() - 60  # the copy finished a minute ago
     os.utime(dropped, (settled, settled))
@@ -174,12 +183,14 @@ def test_file_dropped_into_landing_folder_triggers_dag_run(platform: Platform) -
     assert report.ok, report
     assert report.object_name == "creditcard-day2.csv"
     assert report.tasks["run_training_pipeline"] == "success"
-    wh = backends.warehouse(platform.cfg)
+    wh = Backends(platform.cfg).warehouse
+    lineage = Backends(platform.cfg).lineage
     assert wh.table_counts()["raw.transactions"] == ROWS + 2000
-    latest = wh.list_snapshots()[-1]
+    latest = lineage.latest_snapshot()
+    assert latest is not None
     assert latest.source_object == "creditcard-day2.csv"
     assert latest.row_count == ROWS + 2000
-    runs = wh.training_runs(latest.snapshot_id)
+    runs = lineage.training_runs(latest.snapshot_id)
     assert len(runs) == 1 and runs[0].gate_reason
     assert LocalAirflowTrigger(platform.cfg).watch(once=True) == []
 

@@ -12,12 +12,11 @@ import functions_framework
 import pandas as pd
 import pytest
 
+from app.backends import Backends
 from app.core import cards
 from app.core.config import CONFIG_ENV, RuntimeConfig
-from app.core.online_store.sqlite import SQLiteOnlineStore
 from app.core.schema import MODEL_FEATURES
-from app.core.secrets import card_key
-from app.core.server import FUNCTION_SOURCE
+from app.local.server import FUNCTION_SOURCE
 
 GOOD = "4000001234567899"
 
@@ -37,13 +36,12 @@ def client(
 
 def _sync_one_card(cfg: RuntimeConfig, number: str) -> None:
     row = {
-        "card_id": cards.card_id(number, card_key(cfg, create=True)),
+        "card_id": cards.card_id(number, Backends(cfg).card_key.key(create=True)),
         "card_masked": cards.mask(number),
         "event_time": 1.0,
         **{f: 0.0 for f in MODEL_FEATURES},
     }
-    assert isinstance(cfg.online_store.path, Path)
-    SQLiteOnlineStore(cfg.online_store.path).sync(pd.DataFrame([row]), snapshot_id="snap_0001_x")
+    Backends(cfg).online_store.sync(pd.DataFrame([row]), snapshot_id="snap_0001_x")
 
 
 def _error(resp) -> dict:  # type: ignore[no-untyped-def]

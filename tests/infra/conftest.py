@@ -20,16 +20,28 @@ TEST_PROJECT = "fraud-mlops-test"
 
 
 def make_source_tree(root: Path) -> Path:
-    """A tiny stand-in for the app: the package files the stack uploads."""
+    """A tiny stand-in for the app: what the function and the DAG import, and
+    code only local runs use, which the stack must not upload."""
     files = {
         "app/__init__.py": "",
         "app/core/__init__.py": "",
-        "app/core/config.py": "VALUE = 1\n",
+        "app/core/config.py": "from app.core import sql  # noqa: F401\n\nVALUE = 1\n",
+        "app/core/sql/__init__.py": "",
         "app/core/sql/training.sql": "SELECT 1\n",
         "app/function/__init__.py": "",
-        "app/function/main.py": "def predict(request):\n    return 'ok'\n",
+        "app/function/main.py": (
+            "from app.core.config import VALUE\n\n\ndef predict(request):\n    return VALUE\n"
+        ),
         "app/dags/__init__.py": "",
-        "app/dags/fraud_training.py": "DAG_ID = 'fraud_training'\n",
+        # As the real DAG does: app imports inside the task, not at parse time.
+        "app/dags/fraud_training.py": (
+            "DAG_ID = 'fraud_training'\n\n\ndef load():\n"
+            "    from app.core import config\n\n    return config.VALUE\n"
+        ),
+        "app/local/__init__.py": "",
+        "app/local/server.py": "from app.core.config import VALUE  # noqa: F401\n",
+        "app/cli/__init__.py": "",
+        "app/cli/main.py": "from app.local import server  # noqa: F401\n",
     }
     for rel, text in files.items():
         path = root / rel

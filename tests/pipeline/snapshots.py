@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from app.backends import Backends
 from app.core.config import RuntimeConfig
-from app.core.ports import SnapshotInfo
-from app.core.warehouse.duckdb import DuckDBWarehouse
+from app.core.records import SnapshotInfo
 from tests.support.synthetic import synthetic_raw_frame
 
 
 def load_snapshot(cfg: RuntimeConfig, *, rows: int = 5000, seed: int = 3) -> SnapshotInfo:
     """Raw rows through the real warehouse: load, transform (card features), snapshot."""
-    assert cfg.warehouse.kind == "duckdb"
-    warehouse = DuckDBWarehouse(cfg.warehouse.path)
+    warehouse = Backends(cfg).warehouse
     ingest_id = f"synthetic-{seed}.csv@{rows}"
     warehouse.load_raw(
         synthetic_raw_frame(rows, seed=seed),

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from app.pipeline.compile import compile_pipeline
-from app.pipeline.components import TRAINER_IMAGE
+from app.pipeline.steps import TRAINER_IMAGE
 
 
 def _spec(path: Path) -> dict[str, Any]:

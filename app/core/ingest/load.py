@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 from app.core import cards
-from app.core.config import RuntimeConfig
+from app.core.config import CardAssignmentConfig
 from app.core.ingest.reader import read_transactions
-from app.core.ports import IngestResult, LandedObject, LandingZone, Warehouse
+from app.core.ports import CardKeySource, LandingZone, Lineage, Warehouse
+from app.core.records import IngestResult, LandedObject
 from app.core.schema import CARD_COLUMN
-from app.core.secrets import card_key
 
 
 def load_landed(
-    cfg: RuntimeConfig, landed: LandedObject, *, landing: LandingZone, warehouse: Warehouse
+    landed: LandedObject,
+    *,
+    landing: LandingZone,
+    warehouse: Warehouse,
+    lineage: Lineage,
+    card_key: CardKeySource,
+    cards_cfg: CardAssignmentConfig,
 ) -> IngestResult:
     """Idempotent by content: the same bytes, under any name, load once."""
-    known = warehouse.find_ingest(landed.content_hash)
+    known = lineage.ingest_by_hash(landed.content_hash)
     if known is not None:
-        return IngestResult(known, landed.name, 0, already_loaded=True)
+        return IngestResult(known.ingest_id, landed.name, 0, already_loaded=True)
     parsed = read_transactions(
-        landing.local_path(landed.name),
+        landing.local_path(landed),
         display_name=landed.name,
-        pool_size=cfg.cards.pool_size,
-        bin_prefix=cfg.cards.bin_prefix,
+        pool_size=cards_cfg.pool_size,
+        bin_prefix=cards_cfg.bin_prefix,
         expected_hash=landed.content_hash,
     )
     frame = parsed.frame
-    key = card_key(cfg, create=True)
+    key = card_key.key(create=True)
     numbers = frame.pop(CARD_COLUMN)
     frame.insert(1, "card_id", [cards.card_id(n, key) for n in numbers])
     frame.insert(2, "card_masked", [cards.mask(n) for n in numbers])

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
 from app.core.config import GateConfig
-from app.core.model.artifact import load_model
+from app.core.model.artifact import FraudModel
 from app.core.model.evaluate import evaluate_scores
 from app.core.model.features import labels
 
@@ -57,11 +56,11 @@ def decide(
     )
 
 
-def champion_auprc(artifact_dir: Path, holdout: pd.DataFrame) -> float:
+def champion_auprc(champion: FraudModel, holdout: pd.DataFrame) -> float:
     """The deployed model's AUPRC on the candidate's holdout.
 
-    A champion that cannot be loaded fails the gate step instead of being replaced
-    unseen: someone must look at why the live model is unreadable.
+    The caller loads the champion through the registry; one that cannot be loaded
+    fails the gate step instead of being replaced unseen: someone must look at why
+    the live model is unreadable.
     """
-    champion = load_model(artifact_dir)
     return evaluate_scores(labels(holdout), champion.score_frame(holdout), champion.threshold).auprc

@@ -5,15 +5,7 @@ from typing import Any
 
 import pytest
 
-from components.access import (
-    DEPLOYER_PERMISSIONS,
-    LAUNCHER_PERMISSIONS,
-    PREDICTOR_PERMISSIONS,
-    SYNCER_PERMISSIONS,
-    TRAINING_PERMISSIONS,
-    AccessArgs,
-)
-from tests.infra.expected_permissions import EXPECTED_PERMISSIONS
+from components.access import AccessArgs
 
 
 def _args(**overrides: Any) -> AccessArgs:
@@ -27,7 +19,8 @@ def _args(**overrides: Any) -> AccessArgs:
         warehouse=None,
         landing=None,
         feature_store=None,
-        pipeline=None,
+        training_pipeline=None,
+        endpoint=None,
         card_key=None,
         agents=None,
         predictor_role_id="fraud_mlops_test_endpoint_predictor",
@@ -38,45 +31,6 @@ def _args(**overrides: Any) -> AccessArgs:
     )
     base.update(overrides)
     return AccessArgs(**base)
-
-
-def test_access_predictor_permissions_are_predict_and_get_only() -> None:
-    assert sorted(PREDICTOR_PERMISSIONS) == EXPECTED_PERMISSIONS["endpoint_predictor"]
-
-
-def test_access_deployer_permissions_are_deploy_undeploy_update_and_get_only() -> None:
-    assert sorted(DEPLOYER_PERMISSIONS) == EXPECTED_PERMISSIONS["endpoint_deployer"]
-
-
-def test_access_training_permissions_are_models_and_ml_metadata_only() -> None:
-    assert sorted(TRAINING_PERMISSIONS) == EXPECTED_PERMISSIONS["training_pipeline"]
-
-
-def test_access_launcher_permissions_are_pipeline_jobs_only() -> None:
-    assert sorted(LAUNCHER_PERMISSIONS) == EXPECTED_PERMISSIONS["pipeline_launcher"]
-
-
-def test_access_syncer_permissions_are_feature_view_sync_only() -> None:
-    assert sorted(SYNCER_PERMISSIONS) == EXPECTED_PERMISSIONS["feature_view_syncer"]
-
-
-@pytest.mark.parametrize(
-    "permissions",
-    [
-        PREDICTOR_PERMISSIONS,
-        DEPLOYER_PERMISSIONS,
-        TRAINING_PERMISSIONS,
-        LAUNCHER_PERMISSIONS,
-        SYNCER_PERMISSIONS,
-    ],
-)
-def test_access_custom_roles_never_delete_export_or_change_iam(
-    permissions: tuple[str, ...],
-) -> None:
-    assert len(set(permissions)) == len(permissions)
-    assert all(p.startswith("aiplatform.") for p in permissions)
-    verbs = {p.rsplit(".", 1)[1] for p in permissions}
-    assert not verbs & {"delete", "export", "setIamPolicy", "getIamPolicy"}
 
 
 @pytest.mark.parametrize(

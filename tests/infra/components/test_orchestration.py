@@ -9,8 +9,10 @@ from components.orchestration import (
     GCS_MOUNT,
     Orchestration,
     OrchestrationArgs,
+    airflow_ignore,
 )
-from tests.infra.conftest import assert_component_shape, run_component
+from components.source_closure import module_closure, package_modules
+from tests.infra.conftest import ROOT, assert_component_shape, run_component
 
 ENV = "gcp:composer/environment:Environment"
 OBJECT = "gcp:storage/bucketObject:BucketObject"
@@ -61,19 +63,88 @@ def test_orchestration_runtime_config_lands_in_bucket_and_env_points_at_it(
     assert env_vars == {"FRAUD_MLOPS_CONFIG": f"@{GCS_MOUNT}/{CONFIG_OBJECT}"}
 
 
-def test_orchestration_uploads_dags_and_app_package_without_bytecode(source_root: Path) -> None:
+def test_orchestration_uploads_dags_and_what_they_import_without_bytecode(
+    source_root: Path,
+) -> None:
     run = run_component(lambda: Orchestration("orchestration", _args(source_root)))
 
     names = {r.inputs["name"] for r in run.of_type(OBJECT)}
     assert {
         "dags/app/__init__.py",
-        "dags/app/core/config.py",
-        "dags/app/core/sql/training.sql",
+        "dags/app/core/config.py",  # imported inside a task function
+        "dags/app/core/sql/training.sql",  # data beside an imported package
         "dags/app/dags/fraud_training.py",
         "dags/.airflowignore",
     } <= names
     assert not [n for n in names if n.endswith(".pyc")]
-    assert not [n for n in names if n.startswith("dags/app/function/")]
+    assert not [
+        n for n in names if n.startswith(("dags/app/function/", "dags/app/local/", "dags/app/cli/"))
+    ]
+
+
+def test_orchestration_files_are_uploaded_under_dags_keeping_paths(source_root: Path) -> None:
+    built: list[Orchestration] = []
+    run = run_component(lambda: built.append(Orchestration("orchestration", _args(source_root))))
+
+    (comp,) = built
+    uploaded = {r.inputs["name"] for r in run.of_type(OBJECT)} - {
+        CONFIG_OBJECT,
+        "dags/.airflowignore",
+    }
+    assert uploaded == {f"dags/{f}" for f in comp.files}
+    assert list(comp.files) == sorted(comp.files)
+
+
+def test_orchestration_airflowignore_names_imported_packages_not_the_dags(
+    source_root: Path,
+) -> None:
+    run = run_component(lambda: Orchestration("orchestration", _args(source_root)))
+
+    (ignore,) = [r for r in run.of_type(OBJECT) if r.inputs["name"] == "dags/.airflowignore"]
+    patterns = [line for line in ignore.inputs["content"].splitlines() if not line.startswith("#")]
+    assert patterns == ["app/core/"]
+
+
+def test_airflow_ignore_dirs_off_the_dag_path_listed_once_at_their_top() -> None:
+    files = [
+        "app/__init__.py",
+        "app/backends/gcp/store.py",
+        "app/core/config.py",
+        "app/core/sql/training.sql",
+        "app/dags/__init__.py",
+        "app/dags/fraud_training.py",
+        "app/dags/helpers/util.py",
+    ]
+
+    lines = airflow_ignore(files, "app.dags").splitlines()
+
+    assert lines[0].startswith("#")
+    assert lines[1:] == ["app/backends/", "app/core/", "app/dags/helpers/"]
+
+
+def test_orchestration_new_dag_file_uploaded_without_config_change(source_root: Path) -> None:
+    (source_root / "app/dags/other.py").write_text("def t():\n    import app.core.config\n")
+
+    built: list[Orchestration] = []
+    run_component(lambda: built.append(Orchestration("orchestration", _args(source_root))))
+
+    assert "app/dags/other.py" in built[0].files
+
+
+def test_orchestration_real_repository_uploads_the_dags_import_closure() -> None:
+    # The app tree is being reorganised: check the rule, not today's file list.
+    args = _args(ROOT)
+    built: list[Orchestration] = []
+    run = run_component(lambda: built.append(Orchestration("orchestration", args)))
+
+    files = list(built[0].files)
+    entries = package_modules(ROOT, args.dag_package)
+    assert "app.dags.fraud_training" in entries
+    assert "app/dags/fraud_training.py" in files
+    assert files == module_closure(ROOT, entries, args.lazy_packages)
+    assert not [f for f in files if f.startswith(("app/local/", "app/cli/", "tests/"))]
+    uploaded = {r.inputs["name"] for r in run.of_type(OBJECT)}
+    assert uploaded == {f"dags/{f}" for f in files} | {CONFIG_OBJECT, "dags/.airflowignore"}
 
 
 def test_orchestration_private_ip_and_cmek_from_args(source_root: Path) -> None:
@@ -107,6 +178,8 @@ def test_orchestration_missing_app_tree_uploads_only_config(tmp_path: Path) -> N
         ({"environment_size": "HUGE"}, "environment_size"),
         ({"worker_min_count": 4, "worker_max_count": 2}, "worker_max_count"),
         ({"environment_name": "Fraud_Env"}, "environment_name"),
+        ({"dag_package": "app/dags"}, "dag_package"),
+        ({"lazy_packages": "app.backends.gcp"}, "lazy_packages"),
     ],
 )
 def test_orchestration_args_invalid_value_raises_naming_field(

@@ -9,14 +9,16 @@ import pulumi_gcp as gcp
 import pytest
 
 from components.prediction_function import PredictionFunction, PredictionFunctionArgs
-from tests.infra.conftest import assert_component_shape, run_component
+from components.source_closure import module_closure
+from tests.infra.conftest import ROOT, assert_component_shape, run_component
 
 FUNCTION = "gcp:cloudfunctionsv2/function:Function"
 INVOKER = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
 CONFIG_JSON = '{"environment": "dev"}'
 
 
-def _build(source_root: Path, build_dir: Path, **overrides: object) -> PredictionFunction:
+def _args(source_root: Path, build_dir: Path, **overrides: object) -> PredictionFunctionArgs:
+    # Under mocks only: the build account is a resource.
     build_sa = gcp.serviceaccount.Account("build-sa", account_id="fmo-test-build", project="p")
     base: dict[str, object] = dict(
         project="fraud-mlops-test",
@@ -36,7 +38,11 @@ def _build(source_root: Path, build_dir: Path, **overrides: object) -> Predictio
         build_dir=build_dir,
     )
     base.update(overrides)
-    return PredictionFunction("prediction", PredictionFunctionArgs(**base))  # type: ignore[arg-type]
+    return PredictionFunctionArgs(**base)  # type: ignore[arg-type]
+
+
+def _build(source_root: Path, build_dir: Path, **overrides: object) -> PredictionFunction:
+    return PredictionFunction("prediction", _args(source_root, build_dir, **overrides))
 
 
 def test_prediction_function_runs_as_inference_account_with_runtime_config(
@@ -81,7 +87,54 @@ def test_prediction_function_archive_has_entry_shim_and_app_code(
     (obj,) = run.of_type("gcp:storage/bucketObject:BucketObject")
     zf = zipfile.ZipFile(io.BytesIO(Path(obj.inputs["source"].path).read_bytes()))
     assert "from app.function.main import predict" in zf.read("main.py").decode()
-    assert {"requirements.txt", "app/core/config.py", "app/function/main.py"} <= set(zf.namelist())
+    assert {
+        "requirements.txt",
+        "app/core/config.py",  # imported by the entry module
+        "app/core/sql/training.sql",  # data beside a package config.py imports
+        "app/function/main.py",
+    } <= set(zf.namelist())
+
+
+def test_prediction_function_archive_leaves_out_what_the_entry_does_not_import(
+    source_root: Path, tmp_path: Path
+) -> None:
+    built: list[PredictionFunction] = []
+    run_component(lambda: built.append(_build(source_root, tmp_path)))
+
+    files = built[0].archive.files
+    assert not [f for f in files if f.startswith(("app/dags/", "app/local/", "app/cli/"))]
+    assert not [f for f in files if f.endswith(".pyc") or "__pycache__" in f]
+
+
+def test_prediction_function_unresolvable_import_fails_before_any_resource(
+    source_root: Path, tmp_path: Path
+) -> None:
+    (source_root / "app/function/main.py").write_text("from app.core.gone import X\n")
+
+    with pytest.raises(ValueError, match=r"app/function/main\.py:1: from app\.core\.gone"):
+        run_component(lambda: _build(source_root, tmp_path))
+
+
+def test_prediction_function_real_repository_archive_is_import_closure(tmp_path: Path) -> None:
+    # The app tree is being reorganised: check the rule, not today's file list.
+    built: list[tuple[PredictionFunctionArgs, PredictionFunction]] = []
+
+    def build() -> None:
+        args = _args(ROOT, tmp_path)
+        built.append((args, PredictionFunction("prediction", args)))
+
+    run = run_component(build)
+
+    ((args, function),) = built
+    files = list(function.archive.files)
+    assert args.entry_modules == ("app.function.main",)
+    assert "app/function/main.py" in files
+    closure = module_closure(ROOT, args.entry_modules, args.lazy_packages)
+    assert files == sorted([*closure, "main.py", "requirements.txt"])
+    assert not [f for f in files if f.startswith(("app/local/", "app/cli/", "tests/"))]
+    (obj,) = run.of_type("gcp:storage/bucketObject:BucketObject")
+    zf = zipfile.ZipFile(io.BytesIO(Path(obj.inputs["source"].path).read_bytes()))
+    assert zf.namelist() == files
 
 
 def test_prediction_function_invokers_get_run_invoker_on_its_service(
@@ -125,6 +178,11 @@ def test_prediction_function_build_waits_for_build_grants(
         ({"invokers": ("alice@example.com",)}, "invokers"),
         ({"min_instances": 5, "max_instances": 2}, "max_instances"),
         ({"function_name": "Predict_Fn"}, "function_name"),
+        ({"entry_modules": ()}, "entry_modules"),
+        ({"entry_modules": "app.function.main"}, "entry_modules"),
+        ({"entry_modules": ("app/function/main",)}, "entry_modules"),
+        ({"lazy_packages": ("app.backends-gcp",)}, "lazy_packages"),
+        ({"entry_point": "not valid"}, "entry_point"),
     ],
 )
 def test_prediction_function_args_invalid_value_raises_naming_field(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from components.permissions import PermissionGroup
 from stacks import iam_matrix
 from stacks.plan import main
 from tests.infra.conftest import ROOT, make_source_tree
@@ -64,9 +66,16 @@ def test_plan_undeclared_binding_exits_nonzero(
 def test_plan_custom_role_permission_drift_exits_nonzero(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Only the declared side narrows: the program still creates the role from the spec.
     launcher = iam_matrix.CUSTOM_ROLES["custom:pipeline-launcher"]
-    narrowed = iam_matrix.CustomRole(
-        launcher.kind, launcher.permissions - {"aiplatform.pipelineJobs.cancel"}
+    narrowed = dataclasses.replace(
+        launcher,
+        groups=(
+            PermissionGroup(
+                "narrowed for the test",
+                tuple(sorted(launcher.permissions - {"aiplatform.pipelineJobs.cancel"})),
+            ),
+        ),
     )
     monkeypatch.setitem(iam_matrix.CUSTOM_ROLES, "custom:pipeline-launcher", narrowed)
 

@@ -9,10 +9,10 @@ import pytest
 
 from app.core.config import RuntimeConfig
 from components.orchestration import CONFIG_OBJECT
+from components.permissions import CUSTOM_ROLES, ENDPOINT_PREDICTOR, CustomRoleSpec
 from stacks.config import StackConfigError
 from stacks.mocks import MockRun
 from tests.infra.conftest import run_program
-from tests.infra.expected_permissions import EXPECTED_PERMISSIONS
 
 COMPONENTS = {
     "services": "ProjectServices",
@@ -20,10 +20,11 @@ COMPONENTS = {
     "service-agents": "ServiceAgents",
     "identity": "Identity",
     "card-key": "CardKeySecret",
-    "warehouse": "Warehouse",
+    "warehouse": "WarehouseDatasets",
     "landing": "Landing",
     "feature-store": "FeatureStore",
-    "pipeline": "Pipeline",
+    "training-pipeline": "TrainingPipeline",
+    "serving": "ServingEndpoint",
     "access": "Access",
     "orchestration": "Orchestration",
     "prediction": "PredictionFunction",
@@ -400,7 +401,7 @@ def test_program_inference_endpoint_role_is_predict_and_get_only(dev_run: MockRu
 
     assert role["roleId"] == "fraud_mlops_dev_endpoint_predictor"
     assert role["project"] == "fraud-mlops-dev"
-    assert sorted(role["permissions"]) == EXPECTED_PERMISSIONS["endpoint_predictor"]  # type: ignore[call-overload]
+    assert sorted(role["permissions"]) == sorted(ENDPOINT_PREDICTOR.permissions)  # type: ignore[call-overload]
     assert (
         grant.inputs["role"] == "projects/fraud-mlops-dev/roles/fraud_mlops_dev_endpoint_predictor"
     )
@@ -409,18 +410,17 @@ def test_program_inference_endpoint_role_is_predict_and_get_only(dev_run: MockRu
     )
 
 
-@pytest.mark.parametrize(
-    ("kind", "permissions"),
-    [(k, v) for k, v in EXPECTED_PERMISSIONS.items() if k != "endpoint_predictor"],
-)
-def test_program_custom_role_has_exact_permissions(
-    dev_run: MockRun, kind: str, permissions: list[str]
+@pytest.mark.parametrize("spec", CUSTOM_ROLES, ids=lambda r: r.kind)
+def test_program_custom_role_created_exactly_as_specified(
+    dev_run: MockRun, spec: CustomRoleSpec
 ) -> None:
-    role = _custom_role(dev_run, f"fraud_mlops_dev_{kind}")
+    role = _custom_role(dev_run, f"fraud_mlops_dev_{spec.kind}")
 
     assert role["project"] == "fraud-mlops-dev"
     assert role["stage"] == "GA"
-    assert sorted(role["permissions"]) == permissions  # type: ignore[call-overload]
+    assert (role["title"], role["description"]) == (spec.title, spec.description)
+    # Sorted on creation, so reordering the spec is no update.
+    assert role["permissions"] == sorted(spec.permissions)
 
 
 def test_program_each_custom_role_created_once_under_access(dev_run: MockRun) -> None:

@@ -1,0 +1,418 @@
+"""The warehouse and its lineage on an embedded DuckDB file: the local stand-in for BigQuery.
+
+Schemas mirror the BigQuery datasets (``raw``, ``training``, ``snapshots``,
+``lineage``). Every write is one transaction, so a failed load or transform
+leaves nothing behind. Connections are short-lived: DuckDB lets one process
+write a file at a time, and the pipeline's steps run in other processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Self
+
+import duckdb
+import pandas as pd
+
+from app.core import sql
+from app.core.config import DuckDBWarehouseConfig
+from app.core.errors import BackendUnavailableError, InvalidInputError, NotFoundError
+from app.core.records import IngestRecord, IngestResult, PipelineResult, SnapshotInfo
+from app.core.schema import RAW_SCHEMA, Column
+
+_DUCK_TYPES = {
+    "FLOAT64": "DOUBLE",
+    "INT64": "BIGINT",
+    "STRING": "VARCHAR",
+    "TIMESTAMP": "TIMESTAMP",
+    "BOOL": "BOOLEAN",
+}
+_LOCK_WAIT_SECONDS = 60.0
+
+
+def _ddl(columns: tuple[Column, ...]) -> str:
+    return ",\n  ".join(
+        f"{c.name} {_DUCK_TYPES[c.bq_type]}{' NOT NULL' if c.mode == 'REQUIRED' else ''}"
+        for c in columns
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+_HASH_BATCH = 50_000
+
+
+def table_hash(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, int, int]:
+    """(content hash, rows, frauds) of a training-shaped table, read in batches.
+
+    Rows are hashed one by one in ``txn_id`` order, so the hash depends on the
+    content only, not on how it was stored or batched.
+    """
+    relation = con.sql(f"SELECT * FROM {table} ORDER BY txn_id")
+    digest = hashlib.sha256(",".join(relation.columns).encode())
+    rows = frauds = 0
+    for batch in relation.to_arrow_reader(_HASH_BATCH):
+        part = batch.to_pandas()
+        digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+        rows += len(part)
+        frauds += int(part["label"].sum())
+    return digest.hexdigest(), rows, frauds
+
+
+class _DuckDBFile:
+    """One DuckDB file, its schema, and short-lived connections to it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def from_config(cls, section: DuckDBWarehouseConfig, _backends: object) -> Self:
+        return cls(section.path)
+
+    # -- connections ----------------------------------------------------------
+
+    @contextmanager
+    def _connect(self, *, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        while True:
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as exc:
+                # Another process holds the file; writes are short, so wait for it.
+                if time.monotonic() > deadline:
+                    raise BackendUnavailableError(
+                        f"warehouse {self.path.name} is locked by another process"
+                    ) from exc
+                time.sleep(0.2)
+        try:
+            con.execute("SET threads TO 2")
+            self._ensure_schema(con)
+            yield con
+        finally:
+            con.close()
+
+    def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(
+            f"""
+            CREATE SCHEMA IF NOT EXISTS raw;
+            CREATE SCHEMA IF NOT EXISTS training;
+            CREATE SCHEMA IF NOT EXISTS snapshots;
+            CREATE SCHEMA IF NOT EXISTS lineage;
+            CREATE TABLE IF NOT EXISTS raw.transactions (
+              {_ddl(RAW_SCHEMA)}
+            );
+            CREATE TABLE IF NOT EXISTS raw.ingests (
+              ingest_id VARCHAR PRIMARY KEY,
+              source_object VARCHAR NOT NULL,
+              content_hash VARCHAR NOT NULL UNIQUE,
+              time_offset DOUBLE NOT NULL,
+              rows BIGINT NOT NULL,
+              loaded_at TIMESTAMP NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS lineage.snapshots (
+              snapshot_id VARCHAR PRIMARY KEY,
+              table_name VARCHAR NOT NULL,
+              source_ingest_id VARCHAR NOT NULL UNIQUE,
+              source_object VARCHAR NOT NULL,
+              row_count BIGINT NOT NULL,
+              fraud_count BIGINT NOT NULL,
+              content_hash VARCHAR NOT NULL,
+              created_at VARCHAR NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS lineage.training_runs (
+              run_name VARCHAR PRIMARY KEY,
+              snapshot_id VARCHAR NOT NULL,
+              deployed BOOLEAN NOT NULL,
+              gate_reason VARCHAR NOT NULL,
+              metrics VARCHAR NOT NULL,
+              model_version VARCHAR,
+              finished_at VARCHAR NOT NULL
+            );
+            -- Added after the first release: homes made before it get the column too.
+            ALTER TABLE lineage.training_runs ADD COLUMN IF NOT EXISTS steps VARCHAR DEFAULT '{{}}';
+            """
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._connect(write=True) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def _snapshot_table(self, con: duckdb.DuckDBPyConnection, snapshot_id: str) -> str:
+        # fetchall: a half-read result would block the next statement on this connection.
+        rows = con.execute(
+            "SELECT table_name FROM lineage.snapshots WHERE snapshot_id = ?", [snapshot_id]
+        ).fetchall()
+        if not rows:
+            raise NotFoundError(f"snapshot {snapshot_id!r} does not exist")
+        return str(rows[0][0])
+
+
+class DuckDBWarehouse(_DuckDBFile):
+    # -- raw ------------------------------------------------------------------
+
+    def load_raw(
+        self, frame: pd.DataFrame, *, ingest_id: str, source_object: str, content_hash: str
+    ) -> IngestResult:
+        computed = {"ingest_id", "source_object", "event_time", "loaded_at"}
+        expected = [c.name for c in RAW_SCHEMA if c.name not in computed]
+        missing = [c for c in expected if c not in frame.columns]
+        if missing:
+            raise InvalidInputError(f"frame lacks raw columns {missing}", location=source_object)
+        if frame.empty:
+            raise InvalidInputError("no rows to load", location=source_object)
+        staged = frame[expected]
+        with self._transaction() as con:
+            # Content, not name, decides: the same bytes under another name add nothing.
+            known = con.execute(
+                "SELECT ingest_id FROM raw.ingests WHERE content_hash = ?", [content_hash]
+            ).fetchall()
+            if known:
+                return IngestResult(str(known[0][0]), source_object, 0, already_loaded=True)
+            # Each file's Time starts at its own zero: place it after everything loaded.
+            ((offset,),) = con.execute(
+                "SELECT COALESCE(MAX(event_time) + 1, 0)::DOUBLE FROM raw.transactions"
+            ).fetchall()
+            loaded_at = datetime.now(UTC).replace(tzinfo=None)
+            select = {
+                "ingest_id": "$ingest_id",
+                "source_object": "$source_object",
+                "event_time": "source_time + $offset",
+                "loaded_at": "$loaded_at",
+            }
+            con.register("staged", staged)
+            con.execute(
+                f"""
+                INSERT INTO raw.transactions ({", ".join(c.name for c in RAW_SCHEMA)})
+                SELECT {", ".join(select.get(c.name, c.name) for c in RAW_SCHEMA)} FROM staged
+                """,
+                {
+                    "ingest_id": ingest_id,
+                    "source_object": source_object,
+                    "offset": offset,
+                    "loaded_at": loaded_at,
+                },
+            )
+            con.unregister("staged")
+            con.execute(
+                "INSERT INTO raw.ingests VALUES (?, ?, ?, ?, ?, ?)",
+                [ingest_id, source_object, content_hash, offset, len(staged), loaded_at],
+            )
+        return IngestResult(ingest_id, source_object, len(staged), already_loaded=False)
+
+    # -- training -------------------------------------------------------------
+
+    def build_training_table(self) -> int:
+        query = sql.render("training", {"raw.transactions": "raw.transactions"}, "duckdb")
+        with self._transaction() as con:
+            con.execute(f"CREATE OR REPLACE TABLE training.transactions AS {query}")
+            row = con.execute("SELECT COUNT(*) FROM training.transactions").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- snapshots ------------------------------------------------------------
+
+    def snapshot_training(self, *, ingest_id: str, source_object: str) -> SnapshotInfo:
+        with self._transaction() as con:
+            existing = con.execute(
+                "SELECT * FROM lineage.snapshots WHERE source_ingest_id = ?", [ingest_id]
+            ).fetchone()
+            if existing:
+                return _snapshot_info(existing)
+            seq_row = con.execute("SELECT COUNT(*) FROM lineage.snapshots").fetchone()
+            seq = (int(seq_row[0]) if seq_row else 0) + 1
+            staging = f"snapshots.staging_{seq:04d}"
+            con.execute(
+                f"CREATE OR REPLACE TABLE {staging} AS "
+                "SELECT * FROM training.transactions ORDER BY txn_id"
+            )
+            content_hash, rows, frauds = table_hash(con, staging)
+            if rows == 0:
+                raise InvalidInputError("training table is empty: nothing to snapshot")
+            snapshot_id = f"snap_{seq:04d}_{content_hash[:8]}"
+            table = f"snapshots.{snapshot_id}"
+            con.execute(f"ALTER TABLE {staging} RENAME TO {snapshot_id}")
+            info = SnapshotInfo(
+                snapshot_id=snapshot_id,
+                table=table,
+                source_ingest_id=ingest_id,
+                source_object=source_object,
+                row_count=rows,
+                fraud_count=frauds,
+                content_hash=content_hash,
+                created_at=_now(),
+            )
+            con.execute(
+                "INSERT INTO lineage.snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    info.snapshot_id,
+                    info.table,
+                    info.source_ingest_id,
+                    info.source_object,
+                    info.row_count,
+                    info.fraud_count,
+                    info.content_hash,
+                    info.created_at,
+                ],
+            )
+        return info
+
+    def read_snapshot(self, snapshot_id: str) -> pd.DataFrame:
+        with self._connect() as con:
+            table = self._snapshot_table(con, snapshot_id)
+            return con.execute(f"SELECT * FROM {table} ORDER BY txn_id").df()
+
+    def snapshot_content_hash(self, snapshot_id: str) -> str:
+        with self._connect() as con:
+            return table_hash(con, self._snapshot_table(con, snapshot_id))[0]
+
+    def latest_card_features(self, snapshot_id: str) -> pd.DataFrame:
+        with self._connect() as con:
+            table = self._snapshot_table(con, snapshot_id)
+            query = sql.render("latest_card_features", {"snapshot.training": table}, "duckdb")
+            return con.execute(query).df()
+
+    def table_counts(self) -> dict[str, int]:
+        with self._connect() as con:
+            counts = {}
+            for table in ("raw.transactions", "raw.ingests", "lineage.snapshots"):
+                row = con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+                counts[table] = int(row[0]) if row else 0
+            exists = con.execute(
+                "SELECT COUNT(*) FROM information_schema.tables "
+                "WHERE table_schema = 'training' AND table_name = 'transactions'"
+            ).fetchone()
+            if exists and exists[0]:
+                row = con.execute("SELECT COUNT(*) FROM training.transactions").fetchone()
+                counts["training.transactions"] = int(row[0]) if row else 0
+            else:
+                counts["training.transactions"] = 0
+        return counts
+
+
+class DuckDBLineage(_DuckDBFile):
+    """The lineage tables that :class:`DuckDBWarehouse` writes, read by id and "latest"."""
+
+    def ingest_by_hash(self, content_hash: str) -> IngestRecord | None:
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT ingest_id, source_object, content_hash, rows, loaded_at "
+                "FROM raw.ingests WHERE content_hash = ?",
+                [content_hash],
+            ).fetchone()
+        if row is None:
+            return None
+        return IngestRecord(
+            ingest_id=str(row[0]),
+            source_object=str(row[1]),
+            content_hash=str(row[2]),
+            rows=int(row[3]),
+            loaded_at=row[4].replace(tzinfo=UTC).isoformat(timespec="seconds"),
+        )
+
+    def snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT * FROM lineage.snapshots WHERE snapshot_id = ?", [snapshot_id]
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"snapshot {snapshot_id!r} does not exist")
+        return _snapshot_info(row)
+
+    def snapshot_for_ingest(self, ingest_id: str) -> SnapshotInfo | None:
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT * FROM lineage.snapshots WHERE source_ingest_id = ?", [ingest_id]
+            ).fetchone()
+        return None if row is None else _snapshot_info(row)
+
+    def latest_snapshot(self) -> SnapshotInfo | None:
+        found = self._snapshots(latest_only=True)
+        return found[0] if found else None
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        return self._snapshots(latest_only=False)
+
+    def _snapshots(self, *, latest_only: bool) -> list[SnapshotInfo]:
+        # The sequence number in the id is the snapshot order (ids are ours to parse here).
+        order = "CAST(split_part(snapshot_id, '_', 2) AS BIGINT)"
+        query = f"SELECT * FROM lineage.snapshots ORDER BY {order}"
+        if latest_only:
+            query = f"SELECT * FROM lineage.snapshots ORDER BY {order} DESC LIMIT 1"
+        with self._connect() as con:
+            rows = con.execute(query).fetchall()
+        return [_snapshot_info(r) for r in rows]
+
+    def latest_training_run(self) -> PipelineResult | None:
+        runs = self.training_runs()
+        return runs[-1] if runs else None
+
+    def record_training_run(self, result: PipelineResult) -> None:
+        with self._transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO lineage.training_runs (run_name, snapshot_id, deployed, "
+                "gate_reason, metrics, model_version, finished_at, steps) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    result.run_name,
+                    result.snapshot_id,
+                    result.deployed,
+                    result.gate_reason,
+                    json.dumps(dict(result.metrics), sort_keys=True),
+                    result.model_version,
+                    _now(),
+                    json.dumps(dict(result.steps), sort_keys=True),
+                ],
+            )
+
+    def training_runs(self, snapshot_id: str | None = None) -> list[PipelineResult]:
+        query = (
+            "SELECT run_name, snapshot_id, deployed, gate_reason, metrics, model_version, steps "
+            "FROM lineage.training_runs"
+        )
+        params: list[str] = []
+        if snapshot_id is not None:
+            query += " WHERE snapshot_id = ?"
+            params.append(snapshot_id)
+        with self._connect() as con:
+            rows = con.execute(query + " ORDER BY finished_at, run_name", params).fetchall()
+        return [
+            PipelineResult(
+                run_name=r[0],
+                snapshot_id=r[1],
+                deployed=bool(r[2]),
+                gate_reason=r[3],
+                metrics=json.loads(r[4]),
+                model_version=r[5],
+                steps=json.loads(r[6] or "{}"),
+            )
+            for r in rows
+        ]
+
+
+def _snapshot_info(row: tuple[object, ...]) -> SnapshotInfo:
+    return SnapshotInfo(
+        snapshot_id=str(row[0]),
+        table=str(row[1]),
+        source_ingest_id=str(row[2]),
+        source_object=str(row[3]),
+        row_count=int(row[4]),  # type: ignore[call-overload]
+        fraud_count=int(row[5]),  # type: ignore[call-overload]
+        content_hash=str(row[6]),
+        created_at=str(row[7]),
+    )

@@ -1,0 +1,143 @@
+"""The records that cross the seams and the process boundaries: plain frozen data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    ingest_id: str
+    source_object: str
+    rows_loaded: int
+    already_loaded: bool
+
+
+@dataclass(frozen=True)
+class IngestRecord:
+    """Lineage of one loaded file: which content, under which name, how many rows."""
+
+    ingest_id: str
+    source_object: str
+    content_hash: str
+    rows: int
+    loaded_at: str  # ISO-8601 UTC
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    snapshot_id: str
+    table: str
+    source_ingest_id: str
+    source_object: str
+    row_count: int
+    fraud_count: int
+    content_hash: str
+    created_at: str  # ISO-8601 UTC
+
+
+@dataclass(frozen=True)
+class SyncInfo:
+    snapshot_id: str
+    cards: int
+    synced_at: str
+
+
+@dataclass(frozen=True)
+class FeatureRecord:
+    card_id: str
+    card_masked: str
+    event_time: float
+    features: Mapping[str, float | None]
+    feature_timestamp: str
+    snapshot_id: str
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    snapshot_id: str
+    artifact_uri: str
+    threshold: float
+    metrics: Mapping[str, float]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probability: float
+    threshold: float
+    model_version: str
+
+    @property
+    def is_fraud(self) -> bool:
+        return self.probability >= self.threshold
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    run_name: str
+    snapshot_id: str
+    deployed: bool
+    gate_reason: str
+    metrics: Mapping[str, float]
+    model_version: str | None
+    # Each step's final state ("succeeded", "failed", "skipped"), as the run reported it.
+    steps: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """Why a DAG task or a pipeline step failed, handed between processes as data."""
+
+    task: str
+    error_class: str
+    message: str
+    location: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "error_class": self.error_class,
+            "message": self.message,
+            "location": self.location,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunFailure:
+        return cls(
+            task=str(data.get("task") or "unknown"),
+            error_class=str(data.get("error_class") or "Exception"),
+            message=str(data.get("message") or ""),
+            location=None if data.get("location") is None else str(data["location"]),
+        )
+
+
+@dataclass(frozen=True)
+class LandedObject:
+    """An object in the landing zone, as its object-finalize event names it.
+
+    ``generation`` pins the exact version of the object (GCS generations; 0 locally),
+    so a file replaced after its event is never read in place of the one announced.
+    """
+
+    name: str
+    uri: str
+    content_hash: str
+    generation: int = 0
+
+    @property
+    def ingest_id(self) -> str:
+        return f"{self.name}@{self.content_hash[:16]}"
+
+
+@dataclass(frozen=True)
+class LandingClaim:
+    """One delivery of an object-finalize event, held by one consumer until acked."""
+
+    ack_id: str
+    landed: LandedObject
+    delivery_attempt: int = 1

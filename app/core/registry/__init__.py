@@ -1,1 +1,0 @@
-"""Model versions and the deployment pointer: the local registry and endpoint."""

@@ -1,0 +1,1 @@
+"""The HTTP prediction function (Cloud Functions gen 2 locally served by functions-framework)."""
