@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FRAUD_MLOPS_HOME ?= $(CURDIR)/.fraud-mlops
 
-.PHONY: all demo test lint typecheck unit e2e bench plan compile clean env
+.PHONY: all demo test lint typecheck unit e2e bench plan compile clean env emulators
 
 all: test
 
@@ -17,10 +17,20 @@ all: test
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked --quiet
+	$(UV) sync --locked --all-extras --quiet
+	@touch $@
+
+# The emulators (fake-gcs-server, bqemulator) in a venv of their own: their pins are theirs.
+EMULATORS := .tools/emulators
+$(EMULATORS)/.installed: tools/emulators/requirements.txt | $(UV)
+	$(UV) venv --quiet --allow-existing $(EMULATORS) --python 3.11
+	$(UV) pip install --quiet --python $(EMULATORS)/bin/python -r tools/emulators/requirements.txt
+	$(EMULATORS)/bin/python tools/emulators/prepare.py
 	@touch $@
 
 env: $(VENV)/.synced
+
+emulators: $(EMULATORS)/.installed
 
 demo: env
 	$(BIN)/fraud-mlops demo $(if $(ROWS),--rows $(ROWS)) $(if $(DATA),--data $(DATA))
@@ -33,8 +43,9 @@ lint: env
 typecheck: env
 	$(BIN)/mypy
 
-test: lint typecheck
-	$(BIN)/pytest
+# The emulator tests start and stop their emulators themselves (tests/emulators.py).
+test: lint typecheck emulators
+	FRAUD_MLOPS_EMULATORS=$(CURDIR)/$(EMULATORS) $(BIN)/pytest
 
 unit: env
 	$(BIN)/pytest -m "not e2e"

@@ -128,7 +128,15 @@ class Access(Component):
         )
         self._bucket(orch, "orchestration", "roles/storage.objectViewer", land.bucket, "landing")
         self._subscription(orch, "orchestration", "roles/pubsub.subscriber", land.subscription)
-        for label, ds in (("raw", wh.raw), ("training", wh.training), ("snapshot", wh.snapshots)):
+        # The DAG's load, transform and snapshot tasks, and its train task, which records
+        # the run in lineage (the pipeline's own account never writes lineage).
+        written = (
+            ("raw", wh.raw),
+            ("training", wh.training),
+            ("snapshot", wh.snapshots),
+            ("lineage", wh.lineage),
+        )
+        for label, ds in written:
             self._dataset(orch, "orchestration", "roles/bigquery.dataEditor", ds, label)
         self._bucket(orch, "orchestration", "roles/storage.objectViewer", root, "root")
         self._account(orch, "orchestration", "roles/iam.serviceAccountUser", "training")

@@ -47,6 +47,11 @@ class OrchestrationArgs:
     labels: Mapping[str, str] = field(default_factory=dict)
     kms_key_name: str | None = None
     kms_ready: Sequence[pulumi.Resource] = ()
+    # The landing subscription (projects/<p>/subscriptions/<s>) the DAG watches: one run
+    # per landed object. None: the DAG runs only when triggered with a conf.
+    landing_subscription: pulumi.Input[str] | None = None
+    # PyPI packages the DAG's imports need beyond the Composer image (name -> "==version").
+    pypi_packages: Mapping[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         if not re.match(r"^[a-z][a-z0-9-]{0,62}[a-z0-9]$", self.environment_name):
@@ -93,6 +98,21 @@ def airflow_ignore(files: Sequence[str], dag_package: str) -> str:
     return header + "".join(f"{d}/\n" for d in sorted(ignored))
 
 
+LANDING_SUBSCRIPTION_ENV = "FRAUD_MLOPS_LANDING_SUBSCRIPTION"
+
+
+def composer_env(args: OrchestrationArgs) -> dict[str, pulumi.Input[str]]:
+    env: dict[str, pulumi.Input[str]] = {
+        CONFIG_ENV: f"@{GCS_MOUNT}/{CONFIG_OBJECT}",
+        # google-cloud-storage 3 reads each bucket's metadata for tracing on first use,
+        # which needs storage.buckets.get: a right the orchestration account has no use for.
+        "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA": "true",
+    }
+    if args.landing_subscription is not None:
+        env[LANDING_SUBSCRIPTION_ENV] = args.landing_subscription
+    return env
+
+
 class Orchestration(Component):
     def __init__(
         self, name: str, args: OrchestrationArgs, opts: pulumi.ResourceOptions | None = None
@@ -117,7 +137,8 @@ class Orchestration(Component):
                     image_version=args.image_version,
                     # A path, not the JSON: a config change re-uploads one object
                     # instead of restarting every Airflow component.
-                    env_variables={CONFIG_ENV: f"@{GCS_MOUNT}/{CONFIG_OBJECT}"},
+                    env_variables=composer_env(args),
+                    pypi_packages=dict(args.pypi_packages) or None,
                 ),
                 node_config=gcp.composer.EnvironmentConfigNodeConfigArgs(
                     service_account=args.service_account_email,

@@ -1,11 +1,16 @@
-"""BigQuery: raw, training, snapshot, feature and prediction-log datasets, and the
-tables whose schemas come from :mod:`app.core.schema` (the definition the app uses).
+"""BigQuery: raw, training, snapshot, lineage, feature and prediction-log datasets, and
+the tables whose schemas come from :mod:`app.core.schema` (the definition the app uses).
 
 Named ``WarehouseDatasets``, not ``Warehouse``: the app's ``Warehouse`` is the port
 its code queries through; this is only the BigQuery storage behind it.
 
 The feature view's source table has a dataset of its own so that only the sync
-account can write it (the orchestration account edits the training dataset)."""
+account can write it (the orchestration account edits the training dataset).
+
+Lineage (what was loaded, snapshotted and trained) has a dataset of its own too, one
+that never expires: the snapshots it describes do. Its tables are the warehouse
+backend's (``app/backends/gcp/bigquery_warehouse.py`` defines them and creates any that
+is missing on first use), as the DuckDB home creates its own."""
 
 from __future__ import annotations
 
@@ -55,6 +60,7 @@ class WarehouseDatasets(Component):
     raw: gcp.bigquery.Dataset
     training: gcp.bigquery.Dataset
     snapshots: gcp.bigquery.Dataset
+    lineage: gcp.bigquery.Dataset
     features: gcp.bigquery.Dataset
     predictions: gcp.bigquery.Dataset
     raw_table: gcp.bigquery.Table
@@ -75,6 +81,10 @@ class WarehouseDatasets(Component):
             "Table snapshots that pin each training run's data",
             # Snapshots are for lineage and rollback; they expire on their own.
             expiration_ms=args.snapshot_expiration_days * _DAY_MS,
+        )
+        self.lineage = self._dataset(
+            "lineage",
+            "Ingests, snapshots and training runs: outlives the snapshots it describes",
         )
         self.features = self._dataset(
             "features", "Latest features per card: the online feature view's source"
@@ -113,6 +123,7 @@ class WarehouseDatasets(Component):
                 "raw_dataset": self.raw.dataset_id,
                 "training_dataset": self.training.dataset_id,
                 "snapshot_dataset": self.snapshots.dataset_id,
+                "lineage_dataset": self.lineage.dataset_id,
                 "features_dataset": self.features.dataset_id,
                 "predictions_dataset": self.predictions.dataset_id,
                 "feature_table": self.feature_table.table_id,

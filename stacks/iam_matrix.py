@@ -89,18 +89,30 @@ TABLE: tuple[Grant, ...] = (
         "subscription:landing",
         "consumes the landing notifications that trigger the DAG",
     ),
-    Grant("sa:orchestration", "roles/bigquery.dataEditor", "dataset:raw", "loads landed files"),
+    Grant(
+        "sa:orchestration",
+        "roles/bigquery.dataEditor",
+        "dataset:raw",
+        "loads landed files (through a staging table it creates and drops)",
+    ),
     Grant(
         "sa:orchestration",
         "roles/bigquery.dataEditor",
         "dataset:training",
-        "rebuilds the training table and records lineage",
+        "rebuilds the training table",
     ),
     Grant(
         "sa:orchestration",
         "roles/bigquery.dataEditor",
         "dataset:snapshot",
         "pins each run's data as a table snapshot",
+    ),
+    Grant(
+        "sa:orchestration",
+        "roles/bigquery.dataEditor",
+        "dataset:lineage",
+        "records each ingest with its rows, each snapshot, and each training run (the train "
+        "task); creates the lineage tables on first use",
     ),
     Grant(
         "sa:orchestration",
@@ -295,6 +307,7 @@ def resource_names(cfg: StackConfig) -> dict[str, str]:
         "dataset:raw": f"{bq}/{n.dataset('raw')}",
         "dataset:training": f"{bq}/{n.dataset('training')}",
         "dataset:snapshot": f"{bq}/{n.dataset('snapshot')}",
+        "dataset:lineage": f"{bq}/{n.dataset('lineage')}",
         "dataset:predictions": f"{bq}/{n.dataset('predictions')}",
         "dataset:features": f"{bq}/{n.dataset('features')}",
         "table:features": f"{bq}/{n.dataset('features')}/tables/card_features",

@@ -46,6 +46,9 @@ from stacks.runtime_config import ResolvedOutputs, build_runtime_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENTITY_ID_COLUMN = FEATURE_VIEW_SCHEMA[0].name  # card_id
+# What the DAG's code imports that the Composer 3 image lacks (it has pydantic, pandas,
+# pyarrow and the Google clients); pinned as in uv.lock (tests/infra checks the pins).
+COMPOSER_PACKAGES: dict[str, str] = {"sqlglot": "==30.30.0"}
 
 
 def template_path(cfg: StackConfig, root: Path) -> Path:
@@ -225,6 +228,7 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
         raw_dataset=warehouse.raw.dataset_id,
         training_dataset=warehouse.training.dataset_id,
         snapshot_dataset=warehouse.snapshots.dataset_id,
+        lineage_dataset=warehouse.lineage.dataset_id,
         online_store_id=feature_store.store.name,
         feature_view_id=feature_store.view.name,
         feature_source_table_uri=feature_source,
@@ -266,6 +270,8 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
             labels=labels,
             kms_key_name=key,
             kms_ready=kms_ready,
+            landing_subscription=landing.subscription.id,
+            pypi_packages=COMPOSER_PACKAGES,
         ),
         # Composer checks its account's roles when the environment is created.
         pulumi.ResourceOptions(depends_on=[services, access]),

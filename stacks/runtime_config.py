@@ -26,6 +26,7 @@ class ResolvedOutputs:
     raw_dataset: str
     training_dataset: str
     snapshot_dataset: str
+    lineage_dataset: str
     online_store_id: str
     feature_view_id: str
     feature_source_table_uri: str
@@ -52,6 +53,7 @@ def build_runtime_config(cfg: StackConfig, out: ResolvedOutputs) -> RuntimeConfi
             raw_dataset=out.raw_dataset,
             training_dataset=out.training_dataset,
             snapshot_dataset=out.snapshot_dataset,
+            lineage_dataset=out.lineage_dataset,
             snapshot_expiration_days=cfg.warehouse.snapshot_expiration_days,
         ),
         online_store=VertexOnlineStoreConfig(

@@ -34,6 +34,7 @@ from app.core.ports import (
 )
 
 _LOCAL = "app.backends.local"
+_GCP = "app.backends.gcp"
 
 # role -> the runtime-config section that picks its kind
 ROLE_SECTIONS: dict[str, str] = {
@@ -50,29 +51,46 @@ ROLE_SECTIONS: dict[str, str] = {
 
 # role -> kind -> "module:Class"
 IMPLEMENTATIONS: dict[str, dict[str, str]] = {
-    "warehouse": {"duckdb": f"{_LOCAL}.duckdb_warehouse:DuckDBWarehouse"},
-    "lineage": {"duckdb": f"{_LOCAL}.duckdb_warehouse:DuckDBLineage"},
-    "online_store": {"sqlite": f"{_LOCAL}.sqlite_online_store:SQLiteOnlineStore"},
+    "warehouse": {
+        "duckdb": f"{_LOCAL}.duckdb_warehouse:DuckDBWarehouse",
+        "bigquery": f"{_GCP}.bigquery_warehouse:BigQueryWarehouse",
+    },
+    "lineage": {
+        "duckdb": f"{_LOCAL}.duckdb_warehouse:DuckDBLineage",
+        "bigquery": f"{_GCP}.bigquery_warehouse:BigQueryLineage",
+    },
+    "online_store": {
+        "sqlite": f"{_LOCAL}.sqlite_online_store:SQLiteOnlineStore",
+        "vertex_bigtable": f"{_GCP}.vertex_feature_store:VertexFeatureOnlineStore",
+    },
     "registry": {"local": f"{_LOCAL}.sqlite_registry:SQLiteModelRegistry"},
     "endpoint": {"local": f"{_LOCAL}.sqlite_endpoint:SQLiteModelEndpoint"},
     "pipeline_runner": {"kfp_local": f"{_LOCAL}.kfp_local_runner:KfpLocalPipelineRunner"},
-    "landing": {"local": f"{_LOCAL}.folder_landing:FolderLandingZone"},
+    "landing": {
+        "local": f"{_LOCAL}.folder_landing:FolderLandingZone",
+        "gcs": f"{_GCP}.gcs_landing:GcsLandingZone",
+    },
     "landing_events": {"local": f"{_LOCAL}.folder_landing:FolderLandingZone"},
-    "card_key": {"file": f"{_LOCAL}.file_card_key:FileCardKeySource"},
+    "card_key": {
+        "file": f"{_LOCAL}.file_card_key:FileCardKeySource",
+        "secret_manager": f"{_GCP}.secret_manager_card_key:SecretManagerCardKeySource",
+    },
 }
 
 # Kinds the config accepts whose backends are still to come (the GCP home, in
 # app/backends/gcp). They fail fast, naming the role and kind, until they move up.
+# On GCP the landing events are consumed by Composer itself (an AssetWatcher on the
+# landing subscription), so no backend pulls them.
 PENDING: dict[str, frozenset[str]] = {
-    "warehouse": frozenset({"bigquery"}),
-    "lineage": frozenset({"bigquery"}),
-    "online_store": frozenset({"vertex_bigtable"}),
+    "warehouse": frozenset(),
+    "lineage": frozenset(),
+    "online_store": frozenset(),
     "registry": frozenset({"vertex"}),
     "endpoint": frozenset({"vertex"}),
     "pipeline_runner": frozenset({"vertex"}),
-    "landing": frozenset({"gcs"}),
+    "landing": frozenset(),
     "landing_events": frozenset({"gcs"}),
-    "card_key": frozenset({"secret_manager"}),
+    "card_key": frozenset(),
 }
 
 

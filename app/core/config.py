@@ -46,8 +46,11 @@ class BigQueryWarehouseConfig(_Strict):
     raw_dataset: str = Field(pattern=_GCP_ID)
     training_dataset: str = Field(pattern=_GCP_ID)
     snapshot_dataset: str = Field(pattern=_GCP_ID)
-    # Table snapshots expire; lineage records outlive them.
+    # Table snapshots expire; lineage records outlive them, so they get a dataset of their own.
+    lineage_dataset: str = Field(default="lineage", pattern=_GCP_ID)
     snapshot_expiration_days: int = Field(default=90, ge=1)
+    # Another BigQuery endpoint (a private one, an emulator); None: Google's default.
+    api_endpoint: str | None = None
 
 
 WarehouseConfig = Annotated[
@@ -75,6 +78,9 @@ class VertexOnlineStoreConfig(_Strict):
     # sync task writes it as the sync account, then asks the view to sync.
     source_table_uri: str | None = Field(default=None, pattern=r"^bq://")
     sync_service_account: str | None = None
+    # How long the DAG's sync task waits for the feature view to finish syncing.
+    sync_timeout_seconds: float = Field(default=1800.0, gt=0.0)
+    sync_poll_seconds: float = Field(default=10.0, gt=0.0)
 
 
 OnlineStoreConfig = Annotated[
@@ -229,6 +235,23 @@ class CardAssignmentConfig(_Strict):
     bin_prefix: str = Field(default="400000", pattern=r"^[0-9]{6}$")
 
 
+class CallPolicyConfig(_Strict):
+    """Every GCP call gets a per-attempt timeout and retries transient errors (with
+    exponential backoff) only until the deadline: a call never hangs, never retries forever.
+    """
+
+    timeout_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
+    deadline_seconds: float = Field(default=120.0, gt=0.0, le=7200.0)
+    initial_backoff_seconds: float = Field(default=0.5, gt=0.0, le=60.0)
+    max_backoff_seconds: float = Field(default=10.0, gt=0.0, le=300.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CallPolicyConfig:
+        if self.deadline_seconds < self.timeout_seconds:
+            raise ValueError("deadline_seconds must be at least timeout_seconds")
+        return self
+
+
 class RuntimeConfig(_Strict):
     environment: Literal["local", "dev", "prod"] = "local"
     warehouse: WarehouseConfig
@@ -242,6 +265,15 @@ class RuntimeConfig(_Strict):
     gate: GateConfig = GateConfig()
     training: TrainingConfig = TrainingConfig()
     cards: CardAssignmentConfig = CardAssignmentConfig()
+    # Long calls (a BigQuery load, a feature view sync) and the function's requests, which
+    # must answer within a card authorisation's budget, get their own policies.
+    gcp_calls: CallPolicyConfig = CallPolicyConfig()
+    serving_calls: CallPolicyConfig = CallPolicyConfig(
+        timeout_seconds=0.5,
+        deadline_seconds=1.5,
+        initial_backoff_seconds=0.05,
+        max_backoff_seconds=0.2,
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RuntimeConfig:

@@ -26,7 +26,8 @@ class RunConf(BaseModel):
 
     object_name: str = Field(min_length=1)
     uri: str = Field(min_length=1)
-    content_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # Known when the announcer computed it (locally); a GCS notification carries none.
+    content_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     generation: int = Field(default=0, ge=0)
     force: bool = False
 
@@ -61,11 +62,21 @@ class RunConf(BaseModel):
 
 
 def should_process(services: Services, conf: RunConf) -> bool:
-    """False when this object was already loaded, snapshotted and trained on."""
+    """False when this object was already loaded, snapshotted and trained on.
+
+    Known content is looked up by its hash; an object announced without one (a GCS
+    notification) by its name and generation, so a redelivered message for the same
+    generation runs nothing twice without even reading the object again.
+    """
     if conf.force:
         return True
     lineage = services.lineage
-    ingest = lineage.ingest_by_hash(conf.content_hash)
+    if conf.content_hash is not None:
+        ingest = lineage.ingest_by_hash(conf.content_hash)
+    elif conf.generation:
+        ingest = lineage.ingest_by_object(conf.object_name, conf.generation)
+    else:
+        return True
     if ingest is None:
         return True
     snapshot = lineage.snapshot_for_ingest(ingest.ingest_id)
@@ -88,10 +99,14 @@ def transform(services: Services) -> int:
     return services.warehouse.build_training_table()
 
 
-def snapshot(services: Services, conf: RunConf) -> dict[str, Any]:
+def snapshot(
+    services: Services, conf: RunConf, loaded: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Freeze the training table for this object's ingest (``loaded``: load_raw's result)."""
+    content_hash = (loaded or {}).get("content_hash") or conf.content_hash
     # The same content may have been loaded earlier under another name: that ingest
     # owns the rows, so it owns the snapshot too.
-    ingest = services.lineage.ingest_by_hash(conf.content_hash)
+    ingest = services.lineage.ingest_by_hash(content_hash) if content_hash else None
     if ingest is None:
         raise NotFoundError(f"{conf.object_name} has not been loaded; load_raw must run first")
     info = services.warehouse.snapshot_training(

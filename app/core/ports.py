@@ -9,6 +9,7 @@ turns a config ``kind`` into one of them. Everything above the seams (the DAG ta
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,6 +21,7 @@ from app.core.records import (
     IngestResult,
     LandedObject,
     LandingClaim,
+    LocalCopy,
     ModelVersion,
     PipelineResult,
     Prediction,
@@ -36,9 +38,18 @@ class Warehouse(Protocol):
     """Loads, transforms and snapshots; writes its lineage in the same transactions."""
 
     def load_raw(
-        self, frame: pd.DataFrame, *, ingest_id: str, source_object: str, content_hash: str
+        self,
+        frame: pd.DataFrame,
+        *,
+        ingest_id: str,
+        source_object: str,
+        content_hash: str,
+        generation: int = 0,
     ) -> IngestResult:
         """Append ``frame`` to raw, all rows or none; known content adds nothing.
+
+        The ingest record (with the object's ``generation``) is written in the same
+        transaction as the rows.
 
         ``source_time`` is the file's own clock; the warehouse places the file after the
         latest loaded transaction to give ``event_time``.
@@ -71,6 +82,10 @@ class Lineage(Protocol):
 
     def ingest_by_hash(self, content_hash: str) -> IngestRecord | None:
         """The ingest that loaded this content, under whatever name, if any did."""
+        ...
+
+    def ingest_by_object(self, source_object: str, generation: int) -> IngestRecord | None:
+        """The ingest of exactly this version of an object, if it was loaded."""
         ...
 
     def snapshot(self, snapshot_id: str) -> SnapshotInfo:
@@ -173,8 +188,10 @@ class LandingZone(Protocol):
         """Put a file in the landing area atomically and announce it (object-finalize)."""
         ...
 
-    def local_path(self, landed: LandedObject) -> Path:
-        """A local readable copy of exactly the announced version of ``landed``.
+    def local_copy(self, landed: LandedObject) -> AbstractContextManager[LocalCopy]:
+        """A local readable copy of exactly the announced version of ``landed``, for
+        the ``with`` block only: a copy holds full card numbers, so it does not outlive
+        its reader.
 
         Raise NotFoundError when that version is gone.
         """

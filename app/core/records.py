@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+
+def ingest_id_for(name: str, content_hash: str) -> str:
+    """An ingest's id: the object's name and its content (content alone decides identity)."""
+    return f"{name}@{content_hash[:16]}"
 
 
 @dataclass(frozen=True)
@@ -13,6 +19,7 @@ class IngestResult:
     source_object: str
     rows_loaded: int
     already_loaded: bool
+    content_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,7 @@ class IngestRecord:
     content_hash: str
     rows: int
     loaded_at: str  # ISO-8601 UTC
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -122,16 +130,33 @@ class LandedObject:
 
     ``generation`` pins the exact version of the object (GCS generations; 0 locally),
     so a file replaced after its event is never read in place of the one announced.
+    ``content_hash`` (SHA-256) is known when the announcer computed it (the local
+    landing zone does); a GCS notification carries none, and the loader computes it
+    while it parses the pinned generation.
     """
 
     name: str
     uri: str
-    content_hash: str
+    content_hash: str | None = None
     generation: int = 0
 
     @property
     def ingest_id(self) -> str:
-        return f"{self.name}@{self.content_hash[:16]}"
+        if self.content_hash is None:
+            raise ValueError(f"{self.name}: no content hash yet; it is known once parsed")
+        return ingest_id_for(self.name, self.content_hash)
+
+
+@dataclass(frozen=True)
+class LocalCopy:
+    """A readable local copy of one landed object, and exactly what was read.
+
+    ``landed`` is the object with the generation actually read (the live one's, when
+    the event named none) and, when the copier computed it, the SHA-256 of its bytes.
+    """
+
+    path: Path
+    landed: LandedObject
 
 
 @dataclass(frozen=True)

@@ -94,5 +94,6 @@ FEATURE_VIEW_SCHEMA: tuple[Column, ...] = (
     Column("card_masked", "STRING", "First 6 and last 4 digits"),
     Column("event_time", "FLOAT64", "Time of the card's latest transaction"),
     *(c for c in TRAINING_SCHEMA if c.name in MODEL_FEATURES),
+    Column("snapshot_id", "STRING", "The training snapshot these features come from"),
     Column("feature_timestamp", "TIMESTAMP", "When these features were computed"),
 )

@@ -1,10 +1,15 @@
 """Continuous training: landed CSV -> raw -> training -> snapshot -> feature view -> pipeline.
 
-Triggered per landed object (locally by the landing trigger, on GCP by the
-bucket's object-finalize notification) with the object in the run conf. This
-file only wires tasks: the logic is in :mod:`app.core.flow`, the roles come from
+One run per landed object. Locally the landing trigger starts it with the object in
+the run conf. On Composer, Airflow itself watches the landing subscription (an
+``Asset`` with an ``AssetWatcher`` over the Google provider's ``google+pubsub``
+``MessageQueueTrigger``, one message per event), and the run reads the bucket's
+OBJECT_FINALIZE notification from its triggering asset event. This file only wires
+tasks: the logic is in :mod:`app.core.flow`, the roles come from
 :class:`app.backends.Backends`, and the runtime config is read when a task runs,
-never at import.
+never at import. The one thing read at parse time is the subscription to watch
+(:data:`LANDING_SUBSCRIPTION_ENV`, set by the stack on Composer), because a schedule
+is part of the DAG's definition; without it the DAG is triggered by run conf only.
 
 Every task is idempotent (the same conf twice changes nothing), so Airflow may retry
 any of them: a retry after a transient failure (a locked file, a store that did not
@@ -13,7 +18,9 @@ answer) finishes the work instead of failing the run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import os
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -21,6 +28,8 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 
 DAG_ID = "fraud_training"
+LANDING_SUBSCRIPTION_ENV = "FRAUD_MLOPS_LANDING_SUBSCRIPTION"
+LANDING_ASSET = "fraud-mlops-landing"
 
 DEFAULT_ARGS: dict[str, Any] = {
     "retries": 2,
@@ -62,18 +71,67 @@ def _call(step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise AirflowFailException(str(exc)) from exc
 
 
+def landing_schedule(env: Mapping[str, str] | None = None) -> list[Any] | None:
+    """The landing subscription as a watched asset: one DAG run per landed object.
+
+    ``projects/<project>/subscriptions/<id>`` from the environment, or None (run conf only).
+    """
+    subscription = (os.environ if env is None else env).get(LANDING_SUBSCRIPTION_ENV)
+    if not subscription:
+        return None
+    parts = subscription.split("/")
+    if len(parts) != 4 or parts[0] != "projects" or parts[2] != "subscriptions":
+        raise ValueError(f"{LANDING_SUBSCRIPTION_ENV}={subscription!r} is not a subscription path")
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+    from airflow.sdk import Asset, AssetWatcher
+
+    trigger = MessageQueueTrigger(
+        scheme="google+pubsub",
+        project_id=parts[1],
+        subscription=parts[3],
+        # One message, one asset event, one run; acked when pulled, so a run that fails
+        # is retried by Airflow (tasks are idempotent), not redelivered by Pub/Sub.
+        max_messages=1,
+        ack_messages=True,
+        poke_interval=30.0,
+        # Composer's default connection: the environment's own service account.
+        gcp_conn_id="google_cloud_default",
+    )
+    return [Asset(LANDING_ASSET, watchers=[AssetWatcher(name="landing-watcher", trigger=trigger)])]
+
+
+def conf_from_asset_events(events: Mapping[Any, Any]) -> dict[str, Any]:
+    """The run conf for the object that the triggering Pub/Sub message names."""
+    from app.backends.gcp.gcs_landing import landed_from_notification
+    from app.core.errors import InvalidInputError
+    from app.core.flow import RunConf
+
+    for asset_events in events.values():
+        for event in asset_events:
+            payload = (getattr(event, "extra", None) or {}).get("payload") or {}
+            for received in payload.get("message") or []:
+                message = received.get("message") or {}
+                data = base64.b64decode(message.get("data") or "")
+                landed = landed_from_notification(message.get("attributes") or {}, data)
+                return RunConf.for_object(landed).model_dump()
+    raise InvalidInputError("the run has neither a conf nor a landing event", location="conf")
+
+
 def _inputs() -> tuple[Any, Any]:
     from app.backends import Backends
     from app.core.config import load_config
     from app.core.flow import RunConf
 
-    conf = dict(get_current_context()["dag_run"].conf or {})
+    context = get_current_context()
+    conf = dict(context["dag_run"].conf or {})
+    if not conf:
+        conf = conf_from_asset_events(context.get("triggering_asset_events") or {})
     return Backends(load_config()), RunConf.parse(conf)
 
 
 @dag(
     dag_id=DAG_ID,
-    schedule=None,
+    schedule=landing_schedule(),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -104,11 +162,11 @@ def fraud_training() -> None:
         return _call(flow.transform, services)
 
     @task(execution_timeout=TIMEOUTS["snapshot"])
-    def snapshot() -> dict[str, Any]:
+    def snapshot(loaded: dict[str, Any]) -> dict[str, Any]:
         from app.core import flow
 
         services, conf = _call(_inputs)
-        return _call(flow.snapshot, services, conf)
+        return _call(flow.snapshot, services, conf, loaded)
 
     @task(execution_timeout=TIMEOUTS["sync_feature_view"])
     def sync_feature_view(snap: dict[str, Any]) -> dict[str, Any]:
@@ -124,8 +182,9 @@ def fraud_training() -> None:
         services, conf = _call(_inputs)
         return _call(flow.train, services, snap["snapshot_id"], force=conf.force)
 
-    snap = snapshot()
-    check_new_data() >> load_raw() >> transform() >> snap
+    loaded = load_raw()
+    snap = snapshot(loaded)  # type: ignore[arg-type]
+    check_new_data() >> loaded >> transform() >> snap
     # TaskFlow hands an XComArg here and the task receives its value at run time.
     sync_feature_view(snap) >> run_training_pipeline(snap)  # type: ignore[arg-type]
 

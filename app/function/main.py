@@ -28,6 +28,7 @@ if not logging.getLogger().handlers:
     # One line per request on stdout: Cloud Logging collects it on GCP.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 MAX_BODY_BYTES = 4096
+RETRY_AFTER_SECONDS = 1
 
 _STATUS = {
     400: "INVALID_ARGUMENT",
@@ -56,6 +57,9 @@ def _error(code: int, message: str, request_id: str, **extra: Any) -> flask.Resp
     resp.headers["Content-Type"] = "application/json"
     if code == 405:
         resp.headers["Allow"] = "POST"
+    if code == 503:
+        # A dependency is down (or still starting): tell callers when to try again.
+        resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return resp
 
 

@@ -23,7 +23,7 @@ def ingest(
 ) -> DagRunReport:
     landed = Backends(cfg).landing.land(path, name=name)
     say = (lambda _msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    say(f"landed {landed.name} (sha256 {landed.content_hash[:12]}); running DAG fraud_training")
+    say(f"landed {landed.name} (sha256 {(landed.content_hash or '')[:12]}); running DAG")
     trigger = LocalAirflowTrigger(cfg)
 
     def task_done(task_id: str) -> None:

@@ -135,7 +135,8 @@ class LocalAirflowTrigger:
         conf = RunConf.for_object(landed, force=force).model_dump()
         log_dir = self.home / "runs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = log_dir / f"{landed.name}-{landed.content_hash[:8]}-{os.getpid()}.log"
+        stamp = (landed.content_hash or str(landed.generation))[:8]
+        log_path = log_dir / f"{landed.name}-{stamp}-{os.getpid()}.log"
         result: dict[str, object] | None = None
         failures: dict[str, RunFailure] = {}
         read_fd, write_fd = os.pipe()

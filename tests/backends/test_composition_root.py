@@ -51,13 +51,17 @@ def test_local_config_builds_every_role(tmp_path: Path) -> None:
 
 
 def test_pending_kind_fails_fast_naming_role_and_kind(tmp_path: Path) -> None:
-    bigquery = c.BigQueryWarehouseConfig(
-        project="p", raw_dataset="raw", training_dataset="training", snapshot_dataset="snapshot"
+    vertex = c.VertexPipelineConfig(
+        project="p",
+        location="europe-west1",
+        pipeline_root="gs://b/root",
+        template_uri="gs://b/t.yaml",
+        service_account="sa@p.iam.gserviceaccount.com",
     )
-    cfg = c.RuntimeConfig.local(tmp_path).model_copy(update={"warehouse": bigquery})
+    cfg = c.RuntimeConfig.local(tmp_path).model_copy(update={"pipeline": vertex})
 
-    with pytest.raises(BackendUnavailableError, match="warehouse kind 'bigquery'"):
-        _ = Backends(cfg).warehouse
+    with pytest.raises(BackendUnavailableError, match="pipeline_runner kind 'vertex'"):
+        _ = Backends(cfg).pipeline_runner
     # The other roles are unaffected: each is built on its own, when asked for.
     assert Backends(cfg).online_store is not None
 

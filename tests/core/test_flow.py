@@ -56,3 +56,26 @@ def test_train_resume_never_replaces_a_newer_live_model(
     assert "v0002 is newer" in result["gate_reason"]
     deployed = services.endpoint.deployed()
     assert deployed is not None and deployed.version == "v0002"
+
+
+def test_flow_object_announced_without_a_hash_loads_once_per_generation(
+    services: Backends, small_csv: Path
+) -> None:
+    """A GCS notification names bucket, object and generation, never a SHA-256."""
+    landed = services.landing.land(small_csv, name="day1.csv")
+    conf = flow.RunConf(object_name="day1.csv", uri=landed.uri, generation=7)
+
+    assert flow.should_process(services, conf)
+    loaded = flow.load_raw(services, conf)
+    assert loaded["content_hash"] == landed.content_hash  # computed while parsing
+    assert loaded["rows_loaded"] == 3000
+    flow.transform(services)
+    snap = flow.snapshot(services, conf, loaded)
+    services.lineage.record_training_run(
+        PipelineResult("train-1", snap["snapshot_id"], False, "no", {}, None)
+    )
+    # The same message redelivered: nothing to do, decided without reading the object.
+    assert not flow.should_process(services, conf)
+    # The same bytes as another generation load nothing new either (content decides).
+    again = flow.load_raw(services, conf.model_copy(update={"generation": 8}))
+    assert (again["rows_loaded"], again["already_loaded"]) == (0, True)

@@ -48,7 +48,7 @@ def test_dag_tasks_run_in_flow_order() -> None:
         return set(dag.get_task(task_id).downstream_task_ids)
 
     assert down("check_new_data") == {"load_raw"}
-    assert down("load_raw") == {"transform"}
+    assert down("load_raw") == {"transform", "snapshot"}  # snapshot reads its result
     assert down("transform") == {"snapshot"}
     assert down("snapshot") == {"sync_feature_view", "run_training_pipeline"}
     assert down("sync_feature_view") == {"run_training_pipeline"}
@@ -114,11 +114,75 @@ def test_tasks_run_twice_change_nothing_the_second_time(
     assert run("load_raw") == {**first_load, "rows_loaded": 0, "already_loaded": True}
     assert run("transform") == run("transform") == 3000
     after_transform = counts()
-    snap = run("snapshot")
-    assert run("snapshot") == snap
+    snap = run("snapshot", first_load)
+    assert run("snapshot", first_load) == snap
     synced = run("sync_feature_view", snap)
     again = run("sync_feature_view", snap)
     assert (synced["skipped"], again["skipped"]) == (False, True)
     assert again["cards"] == synced["cards"]
     assert counts() == {**after_transform, "lineage.snapshots": 1}
     assert counts()["raw.transactions"] == 3000
+
+
+SUBSCRIPTION = "projects/fraud-mlops-dev/subscriptions/fmo-dev-landing"
+
+
+def test_dag_with_landing_subscription_watches_it_one_message_per_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FRAUD_MLOPS_LANDING_SUBSCRIPTION", SUBSCRIPTION)
+    module = _load()
+
+    (asset,) = module.landing_schedule()
+    (watcher,) = asset.watchers
+    classpath, kwargs = watcher.trigger.serialize()
+    assert asset.name == "fraud-mlops-landing"
+    # The google+pubsub scheme resolves to the Google provider's pull trigger.
+    assert classpath == "airflow.providers.google.cloud.triggers.pubsub.PubsubPullTrigger"
+    assert (kwargs["project_id"], kwargs["subscription"]) == ("fraud-mlops-dev", "fmo-dev-landing")
+    assert (kwargs["max_messages"], kwargs["ack_messages"]) == (1, True)
+    assert type(module.fraud_training_dag.timetable).__name__ == "AssetTriggeredTimetable"
+
+
+def test_dag_malformed_landing_subscription_is_refused_naming_the_variable() -> None:
+    module = _load()
+    with pytest.raises(ValueError, match="FRAUD_MLOPS_LANDING_SUBSCRIPTION"):
+        module.landing_schedule({"FRAUD_MLOPS_LANDING_SUBSCRIPTION": "fmo-dev-landing"})
+
+
+def test_conf_from_asset_events_reads_the_gcs_notification() -> None:
+    import base64
+    import json
+
+    resource = {"bucket": "fmo-dev-landing", "name": "day1.csv", "generation": "1733050000123456"}
+    message = {
+        "data": base64.b64encode(json.dumps(resource).encode()).decode(),
+        "attributes": {
+            "bucketId": "fmo-dev-landing",
+            "objectId": "day1.csv",
+            "objectGeneration": "1733050000123456",
+            "eventType": "OBJECT_FINALIZE",
+            "payloadFormat": "JSON_API_V1",
+        },
+        "message_id": "1",
+    }
+    event = SimpleNamespace(
+        extra={
+            "from_trigger": True,
+            "payload": {"status": "success", "message": [{"ack_id": "a", "message": message}]},
+        }
+    )
+
+    conf = _load().conf_from_asset_events({"fraud-mlops-landing": [event]})
+
+    parsed = RunConf.parse(conf)
+    assert (parsed.object_name, parsed.generation) == ("day1.csv", 1733050000123456)
+    assert parsed.uri == "gs://fmo-dev-landing/day1.csv"
+    assert parsed.content_hash is None  # computed while the object is parsed
+
+
+def test_conf_from_asset_events_without_a_message_is_invalid_input() -> None:
+    from app.core.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="neither a conf nor a landing event"):
+        _load().conf_from_asset_events({})

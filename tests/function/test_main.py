@@ -133,3 +133,12 @@ def test_predict_known_card_without_model_is_503(
     _sync_one_card(cfg, GOOD)
     resp = client.post("/", json={"card_number": GOOD})
     assert resp.status_code == 503
+
+
+def test_predict_dependency_down_answers_503_with_retry_after(
+    client: flask.testing.FlaskClient,
+) -> None:
+    resp = client.post("/", json={"card_number": GOOD})
+
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"] == "1"

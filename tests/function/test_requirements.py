@@ -20,11 +20,27 @@ _IMPORTED = """
 import json, sys
 before = set(sys.modules)
 import app.function.main  # noqa: F401
+# What the function loads on GCP, through the composition root, on its first request.
+import app.backends.gcp.secret_manager_card_key  # noqa: F401
+import app.backends.gcp.vertex_feature_store  # noqa: F401
+from google.cloud import aiplatform_v1, secretmanager  # noqa: F401
 files = [getattr(sys.modules[m], "__file__", None) for m in set(sys.modules) - before]
 print(json.dumps(sorted(f for f in files if f)))
 """
 # Imported only because another requirement finds it installed (optional imports).
-OPTIONAL = {"cloudpickle": "pyarrow pickles through it when present"}
+OPTIONAL = {
+    "cloudpickle": "pyarrow pickles through it when present",
+    # aiplatform's asyncio REST transports and google-auth's aio transport load aiohttp
+    # (and it its own dependencies) only when it is installed; the function uses neither.
+    **dict.fromkeys(
+        ("aiohttp", "aiohappyeyeballs", "aiosignal", "attrs", "frozenlist", "multidict"),
+        "aiohttp, loaded by asyncio transports only when present",
+    ),
+    **dict.fromkeys(("propcache", "yarl"), "aiohttp's, likewise"),
+    "opentelemetry-instrumentation": "grpc's tracing hooks, loaded only when present",
+    "wrapt": "opentelemetry-instrumentation's",
+    "chardet": "requests detects encodings with it only when present",
+}
 
 
 def _requirements() -> list[Requirement]:

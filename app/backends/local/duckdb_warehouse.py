@@ -138,7 +138,8 @@ class _DuckDBFile:
               model_version VARCHAR,
               finished_at VARCHAR NOT NULL
             );
-            -- Added after the first release: homes made before it get the column too.
+            -- Added after the first release: homes made before it get the columns too.
+            ALTER TABLE raw.ingests ADD COLUMN IF NOT EXISTS generation BIGINT DEFAULT 0;
             ALTER TABLE lineage.training_runs ADD COLUMN IF NOT EXISTS steps VARCHAR DEFAULT '{{}}';
             """
         )
@@ -168,7 +169,13 @@ class DuckDBWarehouse(_DuckDBFile):
     # -- raw ------------------------------------------------------------------
 
     def load_raw(
-        self, frame: pd.DataFrame, *, ingest_id: str, source_object: str, content_hash: str
+        self,
+        frame: pd.DataFrame,
+        *,
+        ingest_id: str,
+        source_object: str,
+        content_hash: str,
+        generation: int = 0,
     ) -> IngestResult:
         computed = {"ingest_id", "source_object", "event_time", "loaded_at"}
         expected = [c.name for c in RAW_SCHEMA if c.name not in computed]
@@ -184,7 +191,7 @@ class DuckDBWarehouse(_DuckDBFile):
                 "SELECT ingest_id FROM raw.ingests WHERE content_hash = ?", [content_hash]
             ).fetchall()
             if known:
-                return IngestResult(str(known[0][0]), source_object, 0, already_loaded=True)
+                return IngestResult(str(known[0][0]), source_object, 0, True, content_hash)
             # Each file's Time starts at its own zero: place it after everything loaded.
             ((offset,),) = con.execute(
                 "SELECT COALESCE(MAX(event_time) + 1, 0)::DOUBLE FROM raw.transactions"
@@ -211,10 +218,19 @@ class DuckDBWarehouse(_DuckDBFile):
             )
             con.unregister("staged")
             con.execute(
-                "INSERT INTO raw.ingests VALUES (?, ?, ?, ?, ?, ?)",
-                [ingest_id, source_object, content_hash, offset, len(staged), loaded_at],
+                "INSERT INTO raw.ingests (ingest_id, source_object, content_hash, time_offset, "
+                "rows, loaded_at, generation) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    ingest_id,
+                    source_object,
+                    content_hash,
+                    offset,
+                    len(staged),
+                    loaded_at,
+                    generation,
+                ],
             )
-        return IngestResult(ingest_id, source_object, len(staged), already_loaded=False)
+        return IngestResult(ingest_id, source_object, len(staged), False, content_hash)
 
     # -- training -------------------------------------------------------------
 
@@ -309,20 +325,28 @@ class DuckDBLineage(_DuckDBFile):
     """The lineage tables that :class:`DuckDBWarehouse` writes, read by id and "latest"."""
 
     def ingest_by_hash(self, content_hash: str) -> IngestRecord | None:
+        return self._ingest("content_hash = ?", [content_hash])
+
+    def ingest_by_object(self, source_object: str, generation: int) -> IngestRecord | None:
+        return self._ingest("source_object = ? AND generation = ?", [source_object, generation])
+
+    def _ingest(self, where: str, params: list[object]) -> IngestRecord | None:
         with self._connect() as con:
-            row = con.execute(
-                "SELECT ingest_id, source_object, content_hash, rows, loaded_at "
-                "FROM raw.ingests WHERE content_hash = ?",
-                [content_hash],
-            ).fetchone()
-        if row is None:
+            rows = con.execute(
+                "SELECT ingest_id, source_object, content_hash, rows, loaded_at, generation "
+                f"FROM raw.ingests WHERE {where} ORDER BY loaded_at LIMIT 1",
+                params,
+            ).fetchall()
+        if not rows:
             return None
+        row = rows[0]
         return IngestRecord(
             ingest_id=str(row[0]),
             source_object=str(row[1]),
             content_hash=str(row[2]),
             rows=int(row[3]),
             loaded_at=row[4].replace(tzinfo=UTC).isoformat(timespec="seconds"),
+            generation=int(row[5] or 0),
         )
 
     def snapshot(self, snapshot_id: str) -> SnapshotInfo:

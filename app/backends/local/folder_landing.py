@@ -14,13 +14,15 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
 from app.core.config import LocalLandingConfig
 from app.core.errors import InvalidInputError, NotFoundError
-from app.core.records import LandedObject, LandingClaim
+from app.core.records import LandedObject, LandingClaim, LocalCopy
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _CHUNK = 1 << 20
@@ -70,13 +72,16 @@ class FolderLandingZone:
         self._announce(landed)
         return landed
 
-    def local_path(self, landed: LandedObject) -> Path:
-        # The reader checks the bytes against landed.content_hash: a file replaced since
-        # its event is refused there (its newer version has an event of its own).
+    @contextmanager
+    def local_copy(self, landed: LandedObject) -> Iterator[LocalCopy]:
+        """The landed file itself: it is already local, and the landing folder is the one
+        sensitive store here. The reader checks its bytes against ``landed.content_hash``:
+        a file replaced since its event is refused there (its newer version has its own).
+        """
         path = self.root / landed.name
         if not _SAFE_NAME.match(landed.name) or not path.is_file():
             raise NotFoundError(f"landed object {landed.name!r} does not exist")
-        return path
+        yield LocalCopy(path=path, landed=landed)
 
     def discover(self, *, settle_seconds: float = 2.0) -> list[LandedObject]:
         """Announce files put into the folder by other means (cp, rsync, a mounted share).
@@ -127,7 +132,7 @@ class FolderLandingZone:
             "time": stamp,
             "delivery_attempt": 0,
         }
-        _write_json(pending / f"{stamp}-{landed.content_hash[:8]}.json", event)
+        _write_json(pending / f"{stamp}-{(landed.content_hash or '')[:8]}.json", event)
 
     def pull(self, only: LandedObject | None = None) -> LandingClaim | None:
         """Take the oldest pending event (or the one for ``only``).

@@ -6,7 +6,7 @@ from app.core import cards
 from app.core.config import CardAssignmentConfig
 from app.core.ingest.reader import read_transactions
 from app.core.ports import CardKeySource, LandingZone, Lineage, Warehouse
-from app.core.records import IngestResult, LandedObject
+from app.core.records import IngestResult, LandedObject, ingest_id_for
 from app.core.schema import CARD_COLUMN
 
 
@@ -19,17 +19,29 @@ def load_landed(
     card_key: CardKeySource,
     cards_cfg: CardAssignmentConfig,
 ) -> IngestResult:
-    """Idempotent by content: the same bytes, under any name, load once."""
-    known = lineage.ingest_by_hash(landed.content_hash)
+    """Idempotent by content: the same bytes, under any name, load once.
+
+    The content hash comes from the parse itself (what is parsed is what is hashed);
+    when the event already named one, the file must still be that content.
+    """
+    if landed.content_hash is not None:
+        known = lineage.ingest_by_hash(landed.content_hash)
+        if known is not None:
+            return IngestResult(known.ingest_id, landed.name, 0, True, known.content_hash)
+    with landing.local_copy(landed) as copy:
+        parsed = read_transactions(
+            copy.path,
+            display_name=landed.name,
+            pool_size=cards_cfg.pool_size,
+            bin_prefix=cards_cfg.bin_prefix,
+            # The copier's hash, when it took one, must be what the parse saw too.
+            expected_hash=copy.landed.content_hash,
+        )
+    generation = copy.landed.generation  # the version read, when the event named none
+    content_hash = parsed.content_hash
+    known = lineage.ingest_by_hash(content_hash)
     if known is not None:
-        return IngestResult(known.ingest_id, landed.name, 0, already_loaded=True)
-    parsed = read_transactions(
-        landing.local_path(landed),
-        display_name=landed.name,
-        pool_size=cards_cfg.pool_size,
-        bin_prefix=cards_cfg.bin_prefix,
-        expected_hash=landed.content_hash,
-    )
+        return IngestResult(known.ingest_id, landed.name, 0, True, content_hash)
     frame = parsed.frame
     key = card_key.key(create=True)
     numbers = frame.pop(CARD_COLUMN)
@@ -37,7 +49,8 @@ def load_landed(
     frame.insert(2, "card_masked", [cards.mask(n) for n in numbers])
     return warehouse.load_raw(
         frame,
-        ingest_id=landed.ingest_id,
+        ingest_id=ingest_id_for(landed.name, content_hash),
         source_object=landed.name,
-        content_hash=landed.content_hash,
+        content_hash=content_hash,
+        generation=generation,
     )

@@ -9,6 +9,7 @@ Accepts the Kaggle / ULB file exactly as published (quoted header, quoted
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ class ParsedFile:
 
     frame: pd.DataFrame
     had_card_column: bool
+    # SHA-256 of exactly the bytes parsed, computed while parsing: the content's identity.
+    content_hash: str = ""
 
 
 CHUNK_ROWS = 50_000  # rows held as Python strings at once; the rest is numeric arrays
@@ -65,7 +68,7 @@ def read_transactions(
     if expected_hash is not None and hashing.hexdigest() != expected_hash:
         # Replaced while being read: the newer object has its own event and its own run.
         raise ConflictError(f"{name} changed while it was being read; its newer version loads")
-    return parsed
+    return dataclasses.replace(parsed, content_hash=hashing.hexdigest())
 
 
 class _HashingReader(io.RawIOBase):

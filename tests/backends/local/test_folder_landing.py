@@ -20,7 +20,9 @@ def test_land_copies_file_and_announces_one_event(tmp_path: Path, small_csv: Pat
     landed = zone.land(small_csv, name="day1.csv")
     assert landed.content_hash == file_sha256(small_csv)
     assert landed.ingest_id == f"day1.csv@{landed.content_hash[:16]}"
-    assert zone.local_path(landed).read_bytes() == small_csv.read_bytes()
+    with zone.local_copy(landed) as copy:
+        assert copy.path.read_bytes() == small_csv.read_bytes()
+        assert copy.landed == landed
     claim = zone.pull()
     assert claim is not None and claim.landed == landed and claim.delivery_attempt == 1
     assert zone.pull() is None
@@ -30,8 +32,8 @@ def test_land_rejects_unsafe_names(tmp_path: Path, small_csv: Path) -> None:
     zone = FolderLandingZone(tmp_path / "landing")
     with pytest.raises(InvalidInputError):
         zone.land(small_csv, name="../escape.csv")
-    with pytest.raises(NotFoundError):
-        zone.local_path(LandedObject("../small.csv", "file:///x", "0" * 64))
+    with pytest.raises(NotFoundError), zone.local_copy(LandedObject("../small.csv", "file:///x")):
+        pass
 
 
 def test_discover_announces_dropped_file_once(tmp_path: Path, small_csv: Path) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,41 @@ def test_orchestration_runtime_config_lands_in_bucket_and_env_points_at_it(
     assert config_obj.inputs["content"] == CONFIG_JSON
     assert config_obj.inputs["bucket"].endswith("-bucket")  # the environment's own bucket
     env_vars = env.inputs["config"]["softwareConfig"]["envVariables"]
-    assert env_vars == {"FRAUD_MLOPS_CONFIG": f"@{GCS_MOUNT}/{CONFIG_OBJECT}"}
+    assert env_vars == {
+        "FRAUD_MLOPS_CONFIG": f"@{GCS_MOUNT}/{CONFIG_OBJECT}",
+        "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA": "true",
+    }
+    assert "pypiPackages" not in env.inputs["config"]["softwareConfig"]
+
+
+def test_orchestration_watches_the_landing_subscription_and_installs_the_dags_packages(
+    source_root: Path,
+) -> None:
+    subscription = "projects/p/subscriptions/landing"
+    args = dataclasses.replace(
+        _args(source_root),
+        landing_subscription=subscription,
+        pypi_packages={"sqlglot": "==30.30.0"},
+    )
+    run = run_component(lambda: Orchestration("orchestration", args))
+
+    (env,) = run.of_type(ENV)
+    software = env.inputs["config"]["softwareConfig"]
+    assert software["envVariables"]["FRAUD_MLOPS_LANDING_SUBSCRIPTION"] == subscription
+    assert software["pypiPackages"] == {"sqlglot": "==30.30.0"}
+
+
+def test_composer_packages_are_pinned_as_in_uv_lock() -> None:
+    import tomllib
+
+    from stacks.program import COMPOSER_PACKAGES
+
+    root = Path(__file__).resolve().parents[3]
+    locked = {
+        p["name"]: p["version"] for p in tomllib.loads((root / "uv.lock").read_text())["package"]
+    }
+    for name, spec in COMPOSER_PACKAGES.items():
+        assert spec == f"=={locked[name]}", name
 
 
 def test_orchestration_uploads_dags_and_what_they_import_without_bytecode(

@@ -19,7 +19,14 @@ ROOT = Path(__file__).resolve().parents[3]
 CORE_SHARED = [
     "app/__init__.py",
     "app/backends/__init__.py",
+    # The whole GCP backends package ships (lazy_packages): a role's kind picks its module
+    # at run time, so none can be left out.
     "app/backends/gcp/__init__.py",
+    "app/backends/gcp/bigquery_warehouse.py",
+    "app/backends/gcp/calls.py",
+    "app/backends/gcp/gcs_landing.py",
+    "app/backends/gcp/secret_manager_card_key.py",
+    "app/backends/gcp/vertex_feature_store.py",
     "app/core/__init__.py",
     "app/core/cards.py",
     "app/core/config.py",
@@ -30,6 +37,10 @@ CORE_SHARED = [
     "app/core/ports.py",
     "app/core/records.py",
     "app/core/schema.py",
+    # The warehouse's SQL, read as package data (app/core/sql/__init__.py).
+    "app/core/sql/__init__.py",
+    "app/core/sql/latest_card_features.sql",
+    "app/core/sql/training.sql",
 ]
 FUNCTION_FILES = sorted(
     [

@@ -26,7 +26,7 @@ def _args(**overrides: object) -> WarehouseDatasetsArgs:
     return WarehouseDatasetsArgs(**base)  # type: ignore[arg-type]
 
 
-def test_warehouse_datasets_default_args_create_five_datasets_three_tables() -> None:
+def test_warehouse_datasets_default_args_create_six_datasets_three_tables() -> None:
     run = run_component(lambda: WarehouseDatasets("warehouse", _args()))
 
     assert_component_shape(run, "warehouse", "fraud-mlops:gcp:WarehouseDatasets")
@@ -35,6 +35,7 @@ def test_warehouse_datasets_default_args_create_five_datasets_three_tables() -> 
         "fraud_mlops_test_raw",
         "fraud_mlops_test_training",
         "fraud_mlops_test_snapshot",
+        "fraud_mlops_test_lineage",
         "fraud_mlops_test_features",
         "fraud_mlops_test_predictions",
     }

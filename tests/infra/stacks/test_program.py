@@ -103,6 +103,7 @@ def test_program_runtime_config_parses_into_app_config_and_names_real_resources(
         cfg.warehouse.raw_dataset,
         cfg.warehouse.training_dataset,
         cfg.warehouse.snapshot_dataset,
+        cfg.warehouse.lineage_dataset,
     } <= datasets  # type: ignore[union-attr]
     assert (cfg.online_store.online_store_id, cfg.online_store.feature_view_id) == (  # type: ignore[union-attr]
         store["name"],

@@ -18,6 +18,7 @@ OUTPUTS = ResolvedOutputs(
     raw_dataset="fraud_mlops_dev_raw",
     training_dataset="fraud_mlops_dev_training",
     snapshot_dataset="fraud_mlops_dev_snapshot",
+    lineage_dataset="fraud_mlops_dev_lineage",
     online_store_id="fraud_mlops_dev",
     feature_view_id="card_features",
     feature_source_table_uri="bq://p.fraud_mlops_dev_features.card_features",
@@ -42,6 +43,13 @@ def test_build_runtime_config_round_trips_through_app_json() -> None:
     assert RuntimeConfig.from_json(cfg.to_json()) == cfg
     assert cfg.endpoint.canary_traffic_percent == 5  # type: ignore[union-attr]
     assert cfg.warehouse.location == CFG.region  # type: ignore[union-attr]
+
+
+def test_build_runtime_config_lineage_dataset_is_the_stacks_own() -> None:
+    warehouse = build_runtime_config(CFG, OUTPUTS).warehouse
+
+    assert warehouse.lineage_dataset == "fraud_mlops_dev_lineage"  # type: ignore[union-attr]
+    assert warehouse.api_endpoint is None  # type: ignore[union-attr]
 
 
 def test_build_runtime_config_bad_output_raises() -> None:
