@@ -25,11 +25,17 @@ class CardKeySecretArgs:
     secret_id: str
     deletion_protection: bool
     labels: Mapping[str, str] = field(default_factory=dict)
+    # The version the app reads: the operator adds version 1 after the first `pulumi up`.
+    key_version: str = "1"
     kms_key_name: str | None = None
     # Resources that must exist before anything encrypted with the key (its grants).
     kms_ready: Sequence[pulumi.Resource] = ()
 
     def validate(self) -> None:
+        if not self.key_version.isdigit() or self.key_version.startswith("0"):
+            raise ValueError(
+                f"CardKeySecretArgs.key_version: {self.key_version!r} must be a version number"
+            )
         if not _SECRET_ID.match(self.secret_id):
             raise ValueError(f"CardKeySecretArgs.secret_id: {self.secret_id!r} is not a secret id")
         # A replica's key must live in the replica's region.
@@ -78,6 +84,10 @@ class CardKeySecret(Component):
             deletion_protection=args.deletion_protection,
             opts=self.child(protect=args.deletion_protection, depends_on=args.kms_ready),
         )
-        # The app always reads the newest version, so rotating is `versions add`.
-        self.latest_version = f"projects/{args.project}/secrets/{args.secret_id}/versions/latest"
-        self.register_outputs({"secret": self.secret.id, "version": self.latest_version})
+        # A pinned version, never `latest`: card ids are HMACs under this key, so a new
+        # key silently re-keys every card (every lookup a 404, every history split).
+        # Rotating is a deliberate change of `key_version` together with re-keying the data.
+        self.version = (
+            f"projects/{args.project}/secrets/{args.secret_id}/versions/{args.key_version}"
+        )
+        self.register_outputs({"secret": self.secret.id, "version": self.version})

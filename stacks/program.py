@@ -247,7 +247,7 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
                 # Known before the environment exists: naming it here keeps the
                 # function from waiting half an hour for Composer.
                 composer_environment=names.composer,
-                card_key_version=card_key.latest_version,
+                card_key_version=card_key.version,
             ),
         ).to_json()
     )

@@ -97,3 +97,43 @@ FEATURE_VIEW_SCHEMA: tuple[Column, ...] = (
     Column("snapshot_id", "STRING", "The training snapshot these features come from"),
     Column("feature_timestamp", "TIMESTAMP", "When these features were computed"),
 )
+
+
+# Lineage: what was loaded, snapshotted and trained. The BigQuery warehouse keeps these
+# in its lineage dataset (no expiration: lineage outlives the snapshots it names).
+INGESTS = "ingests"
+SNAPSHOTS = "snapshots"
+TRAINING_RUNS = "training_runs"
+
+LINEAGE_TABLES: dict[str, tuple[Column, ...]] = {
+    INGESTS: (
+        Column("ingest_id", "STRING", "Source object name plus content hash"),
+        Column("source_object", "STRING", "Name of the landed object"),
+        Column("content_hash", "STRING", "SHA-256 of the landed file: content decides identity"),
+        Column("generation", "INT64", "The object's generation that was loaded"),
+        Column("time_offset", "FLOAT64", "Seconds added to the file's Time to give event_time"),
+        Column("row_count", "INT64", "Rows loaded"),
+        Column("loaded_at", "TIMESTAMP", "When the load ran (it also marks the rows it staged)"),
+    ),
+    SNAPSHOTS: (
+        Column("snapshot_id", "STRING", "Snapshot id, also its table id in the snapshot dataset"),
+        Column("seq", "INT64", "Snapshot order: 1 for the first"),
+        Column("table_name", "STRING", "The snapshot table, project.dataset.table"),
+        Column("source_ingest_id", "STRING", "The ingest whose load this snapshot follows"),
+        Column("source_object", "STRING", "That ingest's landed object"),
+        Column("row_count", "INT64", "Rows in the snapshot"),
+        Column("fraud_count", "INT64", "Fraud rows in the snapshot"),
+        Column("content_hash", "STRING", "Hash of the snapshot's rows in txn_id order"),
+        Column("created_at", "TIMESTAMP", "When the snapshot was taken"),
+    ),
+    TRAINING_RUNS: (
+        Column("run_name", "STRING", "Pipeline run name"),
+        Column("snapshot_id", "STRING", "The snapshot it trained on"),
+        Column("deployed", "BOOL", "Whether the run deployed its model"),
+        Column("gate_reason", "STRING", "Why the gate passed or failed it"),
+        Column("metrics", "STRING", "Evaluation metrics, JSON"),
+        Column("model_version", "STRING", "Registered version, if any", mode="NULLABLE"),
+        Column("steps", "STRING", "Each step's final state, JSON"),
+        Column("finished_at", "TIMESTAMP", "When the run was recorded"),
+    ),
+}

@@ -50,48 +50,21 @@ from app.core.config import BigQueryWarehouseConfig
 from app.core.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
 from app.core.ports import Services
 from app.core.records import IngestRecord, IngestResult, PipelineResult, SnapshotInfo
-from app.core.schema import RAW_SCHEMA, TRAINING_SCHEMA, Column
+from app.core.schema import (
+    INGESTS,
+    LINEAGE_TABLES,
+    RAW_SCHEMA,
+    SNAPSHOTS,
+    TRAINING_RUNS,
+    TRAINING_SCHEMA,
+    Column,
+)
 
 # The stack's tables (components/warehouse_datasets.py names them).
 RAW_TABLE = "transactions"
 TRAINING_TABLE = "transactions"
 
-INGESTS = "ingests"
-SNAPSHOTS = "snapshots"
-TRAINING_RUNS = "training_runs"
-
-LINEAGE_TABLES: dict[str, tuple[Column, ...]] = {
-    INGESTS: (
-        Column("ingest_id", "STRING", "Source object name plus content hash"),
-        Column("source_object", "STRING", "Name of the landed object"),
-        Column("content_hash", "STRING", "SHA-256 of the landed file: content decides identity"),
-        Column("generation", "INT64", "The object's generation that was loaded"),
-        Column("time_offset", "FLOAT64", "Seconds added to the file's Time to give event_time"),
-        Column("row_count", "INT64", "Rows loaded"),
-        Column("loaded_at", "TIMESTAMP", "When the load ran (it also marks the rows it staged)"),
-    ),
-    SNAPSHOTS: (
-        Column("snapshot_id", "STRING", "Snapshot id, also its table id in the snapshot dataset"),
-        Column("seq", "INT64", "Snapshot order: 1 for the first"),
-        Column("table_name", "STRING", "The snapshot table, project.dataset.table"),
-        Column("source_ingest_id", "STRING", "The ingest whose load this snapshot follows"),
-        Column("source_object", "STRING", "That ingest's landed object"),
-        Column("row_count", "INT64", "Rows in the snapshot"),
-        Column("fraud_count", "INT64", "Fraud rows in the snapshot"),
-        Column("content_hash", "STRING", "Hash of the snapshot's rows in txn_id order"),
-        Column("created_at", "TIMESTAMP", "When the snapshot was taken"),
-    ),
-    TRAINING_RUNS: (
-        Column("run_name", "STRING", "Pipeline run name"),
-        Column("snapshot_id", "STRING", "The snapshot it trained on"),
-        Column("deployed", "BOOL", "Whether the run deployed its model"),
-        Column("gate_reason", "STRING", "Why the gate passed or failed it"),
-        Column("metrics", "STRING", "Evaluation metrics, JSON"),
-        Column("model_version", "STRING", "Registered version, if any", mode="NULLABLE"),
-        Column("steps", "STRING", "Each step's final state, JSON"),
-        Column("finished_at", "TIMESTAMP", "When the run was recorded"),
-    ),
-}
+# The lineage tables' schemas are written once, with the others, in app/core/schema.py.
 
 # What load_raw takes from the frame; the rest of raw is computed while loading.
 _COMPUTED = {"ingest_id", "source_object", "event_time", "loaded_at"}

@@ -194,9 +194,12 @@ class VertexFeatureOnlineStore:
             "SELECT snapshot_id, COUNT(*) AS cards, MAX(feature_timestamp) AS written_at "
             f"FROM `{table}` GROUP BY snapshot_id"
         )
-        with seam(f"reading {table}"):
-            job = self._bigquery_client().query(query, timeout=policy.timeout)
-            found = list(job.result(timeout=policy.deadline, retry=policy.retry()))
+        try:
+            with seam(f"reading {table}"):
+                job = self._bigquery_client().query(query, timeout=policy.timeout)
+                found = list(job.result(timeout=policy.deadline, retry=policy.retry()))
+        except NotFoundError:
+            return None  # the stack makes the table; until it exists nothing was synced
         if len(found) != 1:
             return None  # never written (or not by a sync)
         row = found[0]

@@ -272,3 +272,11 @@ def test_last_sync_table_written_after_the_last_view_sync_is_not_online_yet() ->
 
 def test_last_sync_empty_table_is_none() -> None:
     assert _store(bigquery=FakeBigQuery([])).last_sync() is None
+
+
+def test_last_sync_source_table_not_made_yet_is_none() -> None:
+    class Missing(FakeBigQuery):
+        def query(self, sql: str, **kwargs: Any) -> Any:
+            raise gexc.NotFound("no such table")
+
+    assert _store(bigquery=Missing()).last_sync() is None

@@ -58,3 +58,15 @@ def test_card_key_secret_args_invalid_value_raises_naming_field(
 ) -> None:
     with pytest.raises(ValueError, match=f"CardKeySecretArgs.{field}"):
         _args(**overrides).validate()
+
+
+def test_card_key_secret_version_is_pinned_never_latest() -> None:
+    built: list[CardKeySecret] = []
+    run_component(lambda: built.append(CardKeySecret("card-key", _args())))
+
+    assert built[0].version == "projects/p/secrets/fraud-mlops-test-card-hmac-key/versions/1"
+
+
+def test_card_key_secret_version_not_a_number_is_refused() -> None:
+    with pytest.raises(ValueError, match="key_version: 'latest'"):
+        _args(key_version="latest").validate()

@@ -30,7 +30,7 @@ OUTPUTS = ResolvedOutputs(
     landing_bucket="landing",
     landing_subscription="projects/p/subscriptions/s",
     composer_environment="fraud-mlops-dev",
-    card_key_version="projects/p/secrets/k/versions/latest",
+    card_key_version="projects/p/secrets/k/versions/1",
 )
 CFG = load(
     {"project": "fraud-mlops-dev", "environment": "dev", "endpoint.canaryTrafficPercent": "5"}.get
