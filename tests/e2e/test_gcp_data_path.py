@@ -138,6 +138,7 @@ class GcpHome:
     store: FeatureStoreFake
     secrets: RecordingClient
     bucket: str
+    bq: Any
 
 
 def _secret_response(call: Any) -> Any:
@@ -212,7 +213,7 @@ def home(
         ),
         card_key=SecretManagerCardKeySource(KEY_VERSION, POLICY, client=secrets),
     )
-    return GcpHome(cfg, services, zone, store, secrets, bucket)
+    return GcpHome(cfg, services, zone, store, secrets, bucket, bq)
 
 
 def _dag_module() -> ModuleType:
@@ -292,6 +293,9 @@ def test_gcp_data_path_object_lands_dag_loads_syncs_and_the_function_scores_the_
     assert run_task("transform") == 1500
     snap = run_task("snapshot", loaded)
     assert (snap["row_count"], snap["fraud_count"]) == (1500, int(data.frame["Class"].sum()))
+    labels = home.bq.get_table(snap["table"]).labels  # lineage on the snapshot itself
+    assert labels["source_generation"] == str(landed.generation)
+    assert labels["row_count"] == "1500"
     synced = run_task("sync_feature_view", snap)
     assert synced["skipped"] is False
     assert synced["cards"] == data.frame["card_number"].nunique() == len(home.store.view)

@@ -465,7 +465,7 @@ SELECT COUNT(*) AS n FROM {self.training_table};
             content_hash=content_hash,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-        self._label(info)
+        self._label(info, self._generation_of(ingest_id))
         recorded = self._dml(
             f"INSERT INTO {self.snapshots_table} "
             "(snapshot_id, seq, table_name, source_ingest_id, source_object, row_count, "
@@ -496,7 +496,16 @@ SELECT COUNT(*) AS n FROM {self.training_table};
             return _snapshot_info(winner[0])
         raise ConflictError(f"snapshot {seq} was taken by another ingest meanwhile; retry")
 
-    def _label(self, info: SnapshotInfo) -> None:
+    def _generation_of(self, ingest_id: str) -> int:
+        """The landed object's generation that the ingest loaded (0 when unknown)."""
+        rows = self._rows(
+            f"SELECT generation FROM {self.ingests_table} WHERE ingest_id = @ingest_id",
+            [_param("ingest_id", ingest_id)],
+            f"reading the generation of ingest {ingest_id}",
+        )
+        return int(rows[0]["generation"] or 0) if rows else 0
+
+    def _label(self, info: SnapshotInfo, generation: int) -> None:
         """The snapshot's lineage on the table itself, and its expiration.
 
         Set on the table after the clone (tables.patch), which BigQuery allows on a
@@ -507,6 +516,7 @@ SELECT COUNT(*) AS n FROM {self.training_table};
         table.labels = {
             "source_object": label_value(info.source_object),
             "source_ingest": label_value(info.source_ingest_id),
+            "source_generation": str(generation),
             "row_count": str(info.row_count),
             "fraud_count": str(info.fraud_count),
             # 128 bits of the hash: a label holds 63 characters, lineage has all 64.

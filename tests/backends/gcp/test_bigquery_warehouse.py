@@ -542,6 +542,7 @@ def _snapshot_answers(seq: int = 3) -> list[tuple[str, Any]]:
             r"^SELECT \* FROM `proj.snap.snap_\d{4}_[0-9a-f]{8}` ORDER BY txn_id$",
             _training_rows(4, 1),
         ),
+        (r"^SELECT generation FROM `proj.lineage.ingests`", [{"generation": 1733050000123456}]),
         (r"^INSERT INTO `proj.lineage.snapshots`", 1),
     ]
 
@@ -576,6 +577,7 @@ def test_snapshot_training_clones_then_labels_with_lineage_and_expiration() -> N
     assert table.labels == {
         "source_object": label_value("A File.CSV"),
         "source_ingest": label_value("A File.CSV@aaaa"),
+        "source_generation": "1733050000123456",
         "row_count": "4",
         "fraud_count": "1",
         "content_hash": info.content_hash[:32],
