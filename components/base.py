@@ -1,5 +1,6 @@
 """What every component here shares: children parented to it, and the caller's
-``depends_on`` carried down to those children (Pulumi does not do that itself)."""
+``depends_on`` carried down to those children and to the component's lookups
+(invokes); Pulumi does neither itself."""
 
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ class Component(pulumi.ComponentResource):
             delete_before_replace=delete_before_replace,
             ignore_changes=ignore_changes,
         )
+
+    def lookup(self) -> pulumi.InvokeOutputOptions:
+        """Options for the component's data-source lookups (``get_*_output``).
+
+        A lookup calls a Google API as soon as the program reaches it, so on a new
+        project it must wait for what the caller made the component wait for: the
+        enabled APIs (a lookup before its API is on fails the first ``pulumi up``).
+        """
+        return pulumi.InvokeOutputOptions(parent=self, depends_on=list(self._deps))
 
     def n(self, suffix: str) -> str:
         """A child's logical name, derived from the component's."""

@@ -13,6 +13,8 @@ import pulumi_gcp as gcp
 from components.base import Component
 
 _STORE_ID = re.compile(r"^[a-z_][a-z0-9_]{0,59}$")
+# Bigtable autoscaling rejects a maximum above 10x the minimum.
+MAX_NODES_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,11 @@ class FeatureStoreArgs:
             raise ValueError("FeatureStoreArgs.min_nodes: must be at least 1")
         if self.max_nodes < self.min_nodes:
             raise ValueError("FeatureStoreArgs.max_nodes: must be >= min_nodes")
+        if self.max_nodes > MAX_NODES_FACTOR * self.min_nodes:
+            raise ValueError(
+                f"FeatureStoreArgs.max_nodes: {self.max_nodes} is more than "
+                f"{MAX_NODES_FACTOR} x min_nodes ({self.min_nodes}); Bigtable rejects it"
+            )
         if not 10 <= self.cpu_target <= 80:
             raise ValueError("FeatureStoreArgs.cpu_target: Bigtable accepts 10-80 (percent)")
         if not self.entity_id_column:

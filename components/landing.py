@@ -61,7 +61,9 @@ class Landing(Component):
         )
         # GCS publishes notifications as its project service agent; it needs
         # publish rights on this one topic before the notification can exist.
-        gcs_agent = gcp.storage.get_project_service_account_output(project=args.project)
+        gcs_agent = gcp.storage.get_project_service_account_output(
+            project=args.project, opts=self.lookup()
+        )
         self.gcs_agent_email = gcs_agent.email_address
         self.publisher = gcp.pubsub.TopicIAMMember(
             self.n("gcs-publisher"),

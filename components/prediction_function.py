@@ -86,6 +86,18 @@ class PredictionFunctionArgs:
             raise ValueError(f"PredictionFunctionArgs.entry_point: {self.entry_point!r}")
 
 
+def staged_sources_condition(project_number: pulumi.Input[str], region: str) -> pulumi.Output[str]:
+    """The IAM condition for Cloud Functions' gen-2 source bucket in ``region``,
+    ``gcf-v2-sources-<number>-<region>``; with CMEK its name gains ``-<key hash>``,
+    which the prefix covers. Buckets are global names, but a project grant only
+    reaches buckets in the project."""
+    return pulumi.Output.format(
+        'resource.name.startsWith("projects/_/buckets/gcf-v2-sources-{0}-{1}")',
+        project_number,
+        region,
+    )
+
+
 def function_files(args: PredictionFunctionArgs) -> list[str]:
     """The repository files the function's archive holds (the generated ``main.py``
     and ``requirements.txt`` come on top)."""
@@ -156,9 +168,13 @@ class PredictionFunction(Component):
             opts=self.child(depends_on=args.kms_ready, protect=args.deletion_protection),
         )
 
-        # The build runs as its own account, which gets only what a build needs,
+        # The build runs as its own account, which gets what roles/run.builder (the role
+        # Cloud Run documents for a build account) holds, each on the narrowest scope,
         # and gets it before the first build starts.
         build_member = args.build_account.email.apply(lambda e: f"serviceAccount:{e}")
+        number = gcp.organizations.get_project_output(
+            project_id=args.project, opts=self.lookup()
+        ).number
         self.build_grants: list[pulumi.CustomResource] = [
             gcp.storage.BucketIAMMember(
                 self.n("build-source-reader"),
@@ -167,12 +183,29 @@ class PredictionFunction(Component):
                 member=build_member,
                 opts=self.child(),
             ),
+            # Cloud Functions copies the archive into its own bucket and the build
+            # fetches it from there. That bucket appears on the first deploy, so no
+            # bucket grant can precede the build: a project grant held to it instead.
+            gcp.projects.IAMMember(
+                self.n("build-staged-source-reader"),
+                project=args.project,
+                role="roles/storage.objectViewer",
+                member=build_member,
+                condition=gcp.projects.IAMMemberConditionArgs(
+                    title="gcf-staged-sources",
+                    description="Only Cloud Functions' own source bucket in this region",
+                    expression=staged_sources_condition(number, args.region),
+                ),
+                opts=self.child(),
+            ),
+            # repoAdmin, not writer: run.builder may delete artifacts (deleteArtifacts),
+            # which writer lacks; the repository holds nothing but these builds.
             gcp.artifactregistry.RepositoryIamMember(
                 self.n("build-image-writer"),
                 project=args.project,
                 location=args.region,
                 repository=self.repository.name,
-                role="roles/artifactregistry.writer",
+                role="roles/artifactregistry.repoAdmin",
                 member=build_member,
                 opts=self.child(),
             ),

@@ -31,16 +31,29 @@ CMEK_API_AGENT_DOMAINS: dict[str, str] = {
     "run": "serverless-robot-prod.iam.gserviceaccount.com",  # function's service
 }
 
-PERIMETER_SERVICES = (
-    "aiplatform.googleapis.com",
+# The services the stack keeps data in or calls from inside the project, restricted
+# to the perimeter. A DAG task in a Composer 3 perimeter reaches only restricted
+# services, so every API the DAG calls is here. Left out on purpose: Cloud Build (the
+# function builds on Cloud Build's default pool, and VPC-SC covers private pools only)
+# and Cloud Logging (those builds write their logs from outside the perimeter).
+PERIMETER_SERVICES: tuple[str, ...] = (
+    "aiplatform.googleapis.com",  # pipelines, registry, endpoint, feature store
+    "artifactregistry.googleapis.com",  # the function's images
+    "bigquery.googleapis.com",  # warehouse, lineage, request log
+    "cloudfunctions.googleapis.com",  # the prediction function
+    "composer.googleapis.com",  # orchestration
+    "iamcredentials.googleapis.com",  # the DAG mints the sync account's tokens
+    "pubsub.googleapis.com",  # landing notifications
+    "run.googleapis.com",  # the function's service
+    "secretmanager.googleapis.com",  # card-number key
+    "storage.googleapis.com",  # landing, pipeline root, function source, Composer bucket
+)
+# With a stack key, Composer's CMEK setup needs Cloud KMS and Artifact Registry
+# inside the perimeter too (the key's project must then be in it, or reachable by
+# an egress rule).
+CMEK_PERIMETER_SERVICES: tuple[str, ...] = (
     "artifactregistry.googleapis.com",
-    "bigquery.googleapis.com",
-    "cloudfunctions.googleapis.com",
-    "composer.googleapis.com",
-    "pubsub.googleapis.com",
-    "run.googleapis.com",
-    "secretmanager.googleapis.com",
-    "storage.googleapis.com",
+    "cloudkms.googleapis.com",
 )
 
 
@@ -101,12 +114,15 @@ class KeyAccess(Component):
     ) -> None:
         args.validate()
         super().__init__("KeyAccess", name, opts)
-        number = gcp.organizations.get_project_output(project_id=args.project).number
+        lookup = self.lookup()
+        number = gcp.organizations.get_project_output(project_id=args.project, opts=lookup).number
         members: dict[str, pulumi.Input[str]] = {
             "bigquery": gcp.bigquery.get_default_service_account_output(
-                project=args.project
+                project=args.project, opts=lookup
             ).member,
-            "storage": gcp.storage.get_project_service_account_output(project=args.project).member,
+            "storage": gcp.storage.get_project_service_account_output(
+                project=args.project, opts=lookup
+            ).member,
             **{a: args.agent_members[a] for a in CMEK_CREATED_AGENTS},
         }
         for service, domain in CMEK_API_AGENT_DOMAINS.items():
@@ -133,12 +149,28 @@ class PerimeterArgs:
     perimeter_name: str
     dry_run: bool = True
     services: Sequence[str] = PERIMETER_SERVICES
+    # The stack's CMEK key, if any: it adds CMEK_PERIMETER_SERVICES.
+    kms_key_name: str | None = None
 
     def validate(self) -> None:
         if not self.access_policy.isdigit():
             raise ValueError("PerimeterArgs.access_policy: the numeric access policy id")
         if not self.perimeter_name.replace("_", "").isalnum():
             raise ValueError("PerimeterArgs.perimeter_name: letters, digits and underscores")
+        if isinstance(self.services, str) or not self.services:
+            raise ValueError("PerimeterArgs.services: a non-empty tuple of API names")
+        bad = [s for s in self.services if not s.endswith(".googleapis.com")]
+        if bad:
+            raise ValueError(f"PerimeterArgs.services: {bad} are not API names")
+        if self.kms_key_name is not None and "/cryptoKeys/" not in self.kms_key_name:
+            raise ValueError(f"PerimeterArgs.kms_key_name: {self.kms_key_name!r} is not a key")
+
+    @property
+    def restricted_services(self) -> list[str]:
+        """``services``, and with a key what CMEK needs inside the perimeter; sorted,
+        so the same set is never a change."""
+        extra = CMEK_PERIMETER_SERVICES if self.kms_key_name else ()
+        return sorted({*self.services, *extra})
 
 
 class Perimeter(Component):
@@ -149,10 +181,12 @@ class Perimeter(Component):
     ) -> None:
         args.validate()
         super().__init__("Perimeter", name, opts)
-        number = gcp.organizations.get_project_output(project_id=args.project).number
+        number = gcp.organizations.get_project_output(
+            project_id=args.project, opts=self.lookup()
+        ).number
         body = gcp.accesscontextmanager.ServicePerimeterStatusArgs(
             resources=[number.apply(lambda n: f"projects/{n}")],
-            restricted_services=list(args.services),
+            restricted_services=args.restricted_services,
         )
         policy = f"accessPolicies/{args.access_policy}"
         self.perimeter = gcp.accesscontextmanager.ServicePerimeter(

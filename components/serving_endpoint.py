@@ -4,6 +4,7 @@ DAG's deploy step, not to the stack."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -11,6 +12,16 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.base import Component
+
+# CreateEndpointRequest.endpoint_id: a number of at most 9 digits with no leading
+# zero, or a letter followed by up to 62 of [a-z0-9-] that does not end in "-".
+# (The provider's docs still say "at most 10 digits"; the API rejects 10.)
+ENDPOINT_ID = re.compile(r"[1-9][0-9]{0,8}|[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def is_endpoint_id(value: str) -> bool:
+    """Whether Vertex AI accepts ``value`` as the id of a new endpoint."""
+    return ENDPOINT_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -27,9 +38,11 @@ class ServingEndpointArgs:
     kms_ready: Sequence[pulumi.Resource] = ()
 
     def validate(self) -> None:
-        if not self.endpoint_id.isdigit() or self.endpoint_id.startswith("0"):
+        if not is_endpoint_id(self.endpoint_id):
             raise ValueError(
-                "ServingEndpointArgs.endpoint_id: Vertex wants digits, no leading zero"
+                f"ServingEndpointArgs.endpoint_id: {self.endpoint_id!r} is not a Vertex "
+                "endpoint id (1-9 digits, no leading zero; or [a-z][a-z0-9-]{0,62}, "
+                "not ending in '-')"
             )
         if not 0.0 < self.request_log_sampling_rate <= 1.0:
             raise ValueError("ServingEndpointArgs.request_log_sampling_rate: must be in (0, 1]")

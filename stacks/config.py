@@ -15,6 +15,8 @@ from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from components.feature_store import MAX_NODES_FACTOR
+
 NAMESPACE = "fraud-mlops"
 
 _PRINCIPAL = re.compile(r"^(user|group|serviceAccount|domain|principal|principalSet):.+$")
@@ -47,6 +49,13 @@ class FeatureStoreSettings(_Group):
     def _bounds(self) -> FeatureStoreSettings:
         if self.max_nodes < self.min_nodes:
             raise ValueError("maxNodes must be >= minNodes")
+        # Checked here too, so the error names the key before the engine starts.
+        if self.max_nodes > MAX_NODES_FACTOR * self.min_nodes:
+            raise ValueError(
+                f"maxNodes must be at most {MAX_NODES_FACTOR} x minNodes "
+                f"({MAX_NODES_FACTOR * self.min_nodes}); Bigtable autoscaling rejects "
+                "a wider range"
+            )
         return self
 
 
@@ -115,10 +124,9 @@ class LandingSettings(_Group):
 
 
 class PipelineSettings(_Group):
-    # Relative to the project root; produced by compiling app/pipeline.
-    template_path: str = Field(
-        default="build/fraud_training_pipeline.yaml", min_length=1, alias="templatePath"
-    )
+    # Empty: the program compiles app/pipeline itself on every run. Else a prebuilt
+    # template, relative to the project root, uploaded as it is.
+    template_path: str = Field(default="", alias="templatePath")
     trainer: Literal["custom", "automl"] = "custom"
 
 

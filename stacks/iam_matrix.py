@@ -24,11 +24,13 @@ PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 
 @dataclass(frozen=True, order=True)
 class Binding:
-    """One concrete grant: ``member`` has ``role`` on ``resource`` (a full resource name)."""
+    """One concrete grant: ``member`` has ``role`` on ``resource`` (a full resource name),
+    only where the IAM ``condition`` (a CEL expression) holds, if it has one."""
 
     member: str
     role: str
     resource: str
+    condition: str = ""
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,14 @@ class Grant:
     resource: str
     reason: str
     when: Condition = "always"
+    # An IAM condition that narrows the grant; ``{number}`` and ``{region}`` are the
+    # stack's project number and region.
+    condition: str = ""
 
 
 _JOB = "running a query or load job is a project permission (bigquery.jobs.create)"
+# Cloud Functions' staging bucket for this region's sources, and its CMEK variants.
+STAGED_SOURCES = 'resource.name.startsWith("projects/_/buckets/gcf-v2-sources-{number}-{region}")'
 _VERTEX = "PipelineJobs, models and ML metadata have no resource-level IAM"
 
 
@@ -80,6 +87,17 @@ TABLE: tuple[Grant, ...] = (
         "roles/logging.logWriter",
         "project",
         "build logs are written to the project; logs have no per-build IAM",
+    ),
+    Grant(
+        "sa:build",
+        "roles/storage.objectViewer",
+        "project",
+        "Cloud Functions copies the source archive into its own gcf-v2-sources bucket "
+        "(with a key, -<key hash> appended) and the build fetches it from there; Cloud "
+        "Functions creates that bucket on the first deploy, so no bucket grant can come "
+        "first. The condition holds the grant to that bucket (roles/run.builder's "
+        "storage.objects.get, scoped)",
+        condition=STAGED_SOURCES,
     ),
     # --- orchestration ------------------------------------------------------------
     Grant("sa:orchestration", "roles/storage.objectViewer", "bucket:landing", "reads landed files"),
@@ -210,7 +228,14 @@ TABLE: tuple[Grant, ...] = (
         "bucket:source",
         "reads the function's source archive",
     ),
-    Grant("sa:build", "roles/artifactregistry.writer", "repository", "pushes the function's image"),
+    Grant(
+        "sa:build",
+        "roles/artifactregistry.repoAdmin",
+        "repository",
+        "pushes the function's image and may delete the artifacts it replaces, as "
+        "roles/run.builder may (artifactregistry.repositories.deleteArtifacts, which "
+        "roles/artifactregistry.writer lacks); this repository holds only these builds",
+    ),
     # --- uploaders ---------------------------------------------------------------
     Grant(
         "landing-writers",
@@ -379,8 +404,10 @@ def expected_bindings(cfg: StackConfig, project_number: str) -> dict[Binding, Gr
     for grant in TABLE:
         if not applies(grant, cfg):
             continue
+        condition = grant.condition.format(number=project_number, region=cfg.region)
         for member in _members(grant.member, cfg, project_number):
-            out[Binding(member, role_name(grant.role, cfg), names[grant.resource])] = grant
+            binding = Binding(member, role_name(grant.role, cfg), names[grant.resource], condition)
+            out[binding] = grant
     return out
 
 

@@ -93,7 +93,8 @@ def bindings(registrations: list[Registration]) -> list[tuple[Binding, Registrat
         resource = _resource_of(r)
         if resource is None:
             raise ValueError(f"{r.name}: no IAM matrix mapping for {r.type}")
-        out.append((Binding(r.inputs["member"], r.inputs["role"], resource), r))
+        condition = (r.inputs.get("condition") or {}).get("expression", "")
+        out.append((Binding(r.inputs["member"], r.inputs["role"], resource, condition), r))
     return out
 
 

@@ -3,7 +3,8 @@
 :class:`FakeGcp` answers like GCP would for the outputs this program reads
 (service-account e-mails, the Composer bucket, the function's service);
 :class:`RecordingMonitor` keeps every registration with its parent and options,
-which is what the plan command and the tests inspect. No CLI, no credentials.
+and every invoke (a data-source lookup) with the resources it waited for, which
+is what the plan command and the tests inspect. No CLI, no credentials.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.proto import resource_pb2
 
 PROJECT_NUMBER = "123456789012"
 
@@ -67,6 +69,17 @@ class Registration:
         if not self.parent_urn:
             return ""
         return self.parent_urn.split("::")[2].split("$")[-1]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One invoke as the program issued it: the function, its arguments, and the
+    URNs it was declared to wait for (``InvokeOutputOptions.depends_on``, with
+    components expanded to their resources)."""
+
+    token: str
+    args: dict[str, Any]
+    depends_on: tuple[str, ...] = ()
 
 
 class FakeGcp(pulumi.runtime.Mocks):
@@ -152,11 +165,37 @@ class FakeGcp(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """The mock monitor, keeping each registration's parent, protect and inputs."""
+    """The mock monitor, keeping each registration's parent, protect and inputs,
+    and each invoke's token, arguments and dependencies."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: list[Registration] = []
+        self.invocations: list[Invocation] = []
+
+    def GetDeploymentInfo(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        # Pulumi's mock monitor leaves out invoke dependencies, so the SDK would wait
+        # for them without saying so. Announcing the feature, as the engine does, makes
+        # the SDK put them on each invoke request, where the tests can see them.
+        info = super().GetDeploymentInfo(request)
+        features = [
+            *info.supportedFeatures,
+            resource_pb2.RESOURCE_MONITOR_FEATURE_INVOKE_DEPENDS_ON,
+        ]
+        return resource_pb2.DeploymentInfo(supportedFeatures=features)
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        if request.tok != "pulumi:pulumi:getResource":
+            from pulumi.runtime import rpc
+
+            self.invocations.append(
+                Invocation(
+                    token=request.tok,
+                    args=unwrap_secrets(dict(rpc.deserialize_properties(request.args))),
+                    depends_on=tuple(request.dependsOn),
+                )
+            )
+        return super().Invoke(request)
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)
@@ -185,6 +224,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 class MockRun:
     registrations: list[Registration]
     outputs: dict[str, Any] = field(default_factory=dict)
+    invocations: list[Invocation] = field(default_factory=list)
 
     def of_type(self, type_token: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_token]
@@ -230,4 +270,6 @@ def run_with_mocks(
         )
 
     pulumi.runtime.test(body)()
-    return MockRun(registrations=monitor.registrations, outputs=resolved)
+    return MockRun(
+        registrations=monitor.registrations, outputs=resolved, invocations=monitor.invocations
+    )

@@ -7,7 +7,6 @@ table can name them without waiting for an apply.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from components.permissions import CUSTOM_ROLES as CUSTOM_ROLE_SPECS
@@ -72,10 +71,11 @@ class Names:
 
     @property
     def endpoint(self) -> str:
-        # Vertex wants a numeric endpoint id (no leading zero, at most 10 digits);
-        # a hash keeps it stable per project and environment.
-        digest = int(hashlib.sha256(f"{self.project}/{self.env}".encode()).hexdigest()[:8], 16)
-        return str(1_000_000_000 + digest % 8_999_999_999)
+        # The endpoint's id (CreateEndpointRequest.endpoint_id). A name, not a number:
+        # Vertex takes at most 9 digits for a numeric id, and a name reads as what it
+        # is in URLs, logs and the console. Endpoints live in the project and region,
+        # so the environment is all it needs to be unique.
+        return f"fraud-mlops-{self.env}-serving"
 
     @property
     def composer(self) -> str:

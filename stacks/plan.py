@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,12 @@ from stacks.config import NAMESPACE, StackConfig, StackConfigError, load
 from stacks.iam_matrix import (
     BASIC_ROLES,
     PUBLIC_MEMBERS,
+    Binding,
     expected_bindings,
     expected_custom_roles,
 )
 from stacks.inventory import bindings, components, custom_roles, key_inputs
 from stacks.mocks import PROJECT_NUMBER, MockRun, run_with_mocks
-
-PLACEHOLDER_TEMPLATE = "# placeholder: the compiled pipeline was not built for this plan\n"
 
 
 def _as_config_string(value: Any) -> str:
@@ -82,17 +80,15 @@ def run_plan(root: Path, stack: str) -> dict[str, Any]:
     values = stack_config(root, stack)
     cfg = parse(values)  # fail here, naming the key, before the engine starts
     notes: list[str] = []
-    template = Path(cfg.pipeline.template_path)
-    template = template if template.is_absolute() else root / template
-    if not template.is_file():
-        # A fixed path, so that two plans of the same tree print the same JSON.
-        placeholder = Path(tempfile.gettempdir()) / "fraud-mlops-plan" / "pipeline.yaml"
-        placeholder.parent.mkdir(parents=True, exist_ok=True)
-        placeholder.write_text(PLACEHOLDER_TEMPLATE)
-        values[f"{NAMESPACE}:pipeline.templatePath"] = str(placeholder)
-        notes.append(f"{template} is not built (make compile): planned with a placeholder")
+    # The program compiles the pipeline it uploads, here as under `pulumi up`.
     run = run_with_mocks(lambda: program.main(root), project=NAMESPACE, stack=stack, config=values)
     return report(cfg, stack, run, notes)
+
+
+def _described(b: Binding) -> str:
+    # With its condition: the same grant unconditioned is a different, wider binding.
+    where = f" if {b.condition}" if b.condition else ""
+    return f"{b.member} {b.role} on {b.resource}{where}"
 
 
 def report(cfg: StackConfig, stack: str, run: MockRun, notes: list[str]) -> dict[str, Any]:
@@ -102,13 +98,14 @@ def report(cfg: StackConfig, stack: str, run: MockRun, notes: list[str]) -> dict
     roles_actual = custom_roles(run.registrations)
     actual_set = {b for b, _ in actual}
     iam = []
-    for binding, reg in sorted(actual, key=lambda br: (br[0].member, br[0].role, br[0].resource)):
+    for binding, reg in sorted(actual, key=lambda br: br[0]):
         grant = expected.get(binding)
         iam.append(
             {
                 "member": binding.member,
                 "role": binding.role,
                 "resource": binding.resource,
+                "condition": binding.condition or None,
                 "declared": grant is not None,
                 "reason": grant.reason if grant else None,
                 "type": reg.type,
@@ -116,26 +113,14 @@ def report(cfg: StackConfig, stack: str, run: MockRun, notes: list[str]) -> dict
             }
         )
     problems = [
+        *(f"basic role: {_described(b)}" for b in actual_set if b.role in BASIC_ROLES),
         *(
-            f"basic role: {b.member} {b.role} on {b.resource}"
-            for b in actual_set
-            if b.role in BASIC_ROLES
-        ),
-        *(
-            f"public principal: {b.member} {b.role} on {b.resource}"
+            f"public principal: {_described(b)}"
             for b in actual_set
             if b.member in PUBLIC_MEMBERS and not cfg.function.public
         ),
-        *(
-            f"undeclared binding: {b.member} {b.role} on {b.resource}"
-            for b in actual_set
-            if b not in expected
-        ),
-        *(
-            f"declared but not created: {b.member} {b.role} on {b.resource}"
-            for b in expected
-            if b not in actual_set
-        ),
+        *(f"undeclared binding: {_described(b)}" for b in actual_set if b not in expected),
+        *(f"declared but not created: {_described(b)}" for b in expected if b not in actual_set),
         *(f"undeclared custom role: {name}" for name in roles_actual if name not in roles_expected),
         *(
             f"custom role declared but not created: {name}"
@@ -191,7 +176,8 @@ def render(plan: dict[str, Any]) -> str:
     lines.append(f"IAM matrix ({len(plan['iam'])} bindings)")
     for b in plan["iam"]:
         mark = "" if b["declared"] else "  <-- NOT DECLARED"
-        lines.append(f"  {b['member']}\n    {b['role']}  on  {b['resource']}{mark}")
+        where = f"\n      if {b['condition']}" if b.get("condition") else ""
+        lines.append(f"  {b['member']}\n    {b['role']}  on  {b['resource']}{where}{mark}")
     lines.append("")
     lines.append(f"Custom roles ({len(plan['custom_roles'])})")
     for name, perms in plan["custom_roles"].items():

@@ -7,7 +7,10 @@ offline plan) both call :func:`main`, so they run the same program.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +54,44 @@ ENTITY_ID_COLUMN = FEATURE_VIEW_SCHEMA[0].name  # card_id
 COMPOSER_PACKAGES: dict[str, str] = {"sqlglot": "==30.30.0"}
 
 
-def template_path(cfg: StackConfig, root: Path) -> Path:
+# Where the program writes what it builds for upload: the pipeline template and the
+# function's archive. Outside the tree, so a run (preview, plan) leaves it clean.
+BUILD_DIR = Path(tempfile.gettempdir()) / "fraud-mlops-build"
+
+
+def compile_template(build_dir: Path) -> Path:
+    """Compile the KFP pipeline (``app.pipeline``) into ``build_dir``; returns the file.
+
+    The file is named by its content, like the function's archive, so two runs on one
+    machine (another checkout, another stack) never upload each other's template.
+    """
+    # Imported here: only a run that compiles needs KFP and the pipeline's steps.
+    from app.pipeline.compile import compile_pipeline
+
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=build_dir) as scratch:
+        data = compile_pipeline(Path(scratch) / "pipeline.yaml").read_bytes()
+    path = build_dir / f"fraud-training-{hashlib.sha256(data).hexdigest()[:16]}.yaml"
+    if not path.is_file() or path.read_bytes() != data:
+        # Replaced whole, so a concurrent run uploading the same name never reads half.
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    return path
+
+
+def template_path(cfg: StackConfig, root: Path, build_dir: Path | None = None) -> Path:
+    """The pipeline template the stack uploads: compiled by this run (preview too), so
+    what is uploaded is always this tree's pipeline and no step has to come first;
+    or the prebuilt file ``pipeline.templatePath`` names."""
+    if not cfg.pipeline.template_path:
+        return compile_template(build_dir or BUILD_DIR)
     path = Path(cfg.pipeline.template_path)
     path = path if path.is_absolute() else root / path
     if not path.is_file():
         raise ValueError(
-            f"{NAMESPACE}:pipeline.templatePath: {path} does not exist; "
-            "compile the pipeline (app/pipeline) before `pulumi up`"
+            f"{NAMESPACE}:pipeline.templatePath: {path} does not exist; leave the key "
+            "unset and the program compiles the pipeline itself"
         )
     return path
 
@@ -68,6 +102,7 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
     p, r, labels = cfg.project, cfg.region, cfg.all_labels
     protect = cfg.deletion_protection
     key = cfg.kms_key
+    # Before any resource: a pipeline that does not compile fails the run cleanly.
     pipeline_template = template_path(cfg, root)
 
     perimeter = bool(cfg.vpc_service_controls.access_policy)
@@ -297,6 +332,7 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
             labels=labels,
             kms_key_name=key,
             kms_ready=kms_ready,
+            build_dir=BUILD_DIR,
         ),
         pulumi.ResourceOptions(depends_on=[services, access]),
     )
@@ -308,8 +344,11 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
                 access_policy=cfg.vpc_service_controls.access_policy,
                 perimeter_name=f"fraud_mlops_{cfg.environment}",
                 dry_run=cfg.vpc_service_controls.dry_run,
+                kms_key_name=key,
             ),
-            pulumi.ResourceOptions(depends_on=[orchestration, function]),
+            # Last, so the perimeter (enforced) cannot block the stack's own deployment;
+            # its project lookup also needs the APIs on.
+            pulumi.ResourceOptions(depends_on=[services, orchestration, function]),
         )
 
     return {

@@ -16,6 +16,7 @@ from app.core.config import (
     VertexOnlineStoreConfig,
     VertexPipelineConfig,
 )
+from components.serving_endpoint import is_endpoint_id
 from stacks.config import StackConfig
 
 
@@ -44,6 +45,10 @@ class ResolvedOutputs:
 def build_runtime_config(cfg: StackConfig, out: ResolvedOutputs) -> RuntimeConfig:
     """Raises pydantic's ValidationError if the outputs do not make a valid config,
     which fails the deployment before anything is handed a broken config."""
+    if not is_endpoint_id(out.endpoint_id):
+        # VertexEndpointConfig takes any string; an id Vertex would reject must not
+        # reach the DAG and the function as if it named a live endpoint.
+        raise ValueError(f"endpoint_id: {out.endpoint_id!r} is not a Vertex AI endpoint id")
     p, r = cfg.project, cfg.region
     return RuntimeConfig(
         environment=cfg.environment,

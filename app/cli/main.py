@@ -94,6 +94,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from app.backends import Backends
+    from app.core.status import render_traffic
+
+    print(f"traffic: {render_traffic(Backends(load_config()).endpoint.promote())}")
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from app.backends import Backends
+    from app.core.status import render_traffic
+
+    print(f"traffic: {render_traffic(Backends(load_config()).endpoint.rollback())}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from app.local.demo import run_demo
 
@@ -173,6 +189,16 @@ def parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_cmd_status)
+
+    promote = sub.add_parser("promote", help="give the canary all traffic: it becomes champion")
+    promote.set_defaults(func=_cmd_promote)
+
+    rollback = sub.add_parser(
+        "rollback",
+        help="back to the previous version at 100%%: drop the canary, or redeploy the "
+        "version the champion replaced",
+    )
+    rollback.set_defaults(func=_cmd_rollback)
 
     gen = sub.add_parser("generate", help="write a synthetic Kaggle-shaped CSV")
     gen.add_argument("--rows", type=int, default=50_000)

@@ -120,7 +120,7 @@ PipelineConfig = Annotated[
 
 class LocalModelRegistryConfig(_Strict):
     kind: Literal["local"] = "local"
-    path: Path  # SQLite file holding versions and the deployment pointer
+    path: Path  # SQLite file holding the versions
     artifacts_dir: Path
 
 
@@ -138,14 +138,18 @@ RegistryConfig = Annotated[
 
 class LocalEndpointConfig(_Strict):
     kind: Literal["local"] = "local"
-    path: Path  # SQLite file holding the deployment pointer and its history
+    path: Path  # SQLite file holding the traffic split and its history
+    # Share of traffic a new version gets before it is promoted (canary); 0 and 100 both
+    # mean a new version takes all traffic at once.
+    canary_traffic_percent: int = Field(default=0, ge=0, le=100)
 
 
 class VertexEndpointConfig(_Strict):
     kind: Literal["vertex"] = "vertex"
     project: str
     location: str
-    endpoint_id: str
+    # CreateEndpointRequest.endpoint_id: at most 9 digits (no leading zero), or a name.
+    endpoint_id: str = Field(pattern=r"^(?:[1-9][0-9]{0,8}|[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?)$")
     # Share of traffic a new version gets before it is promoted (canary).
     canary_traffic_percent: int = Field(default=0, ge=0, le=100)
 

@@ -156,7 +156,10 @@ def _resume(services: Services, snapshot_id: str) -> PipelineResult | None:
     run was recorded, instead of training and registering a second copy.
 
     Only a candidate that passed the gate is ever registered, so deploying it completes
-    what the attempt decided, unless a newer version went live in the meantime.
+    what the attempt decided (at the canary share, when one is configured), unless it
+    already serves or a newer version went live in the meantime. The deploy is a
+    compare-and-swap against the champion read here: a change in between is a
+    ConflictError, which the task's retry reads afresh.
     """
     registry = services.registry
     registered = registry.versions_for_snapshot(snapshot_id)
@@ -165,19 +168,28 @@ def _resume(services: Services, snapshot_id: str) -> PipelineResult | None:
     version = registered[-1]
     endpoint = services.endpoint
     live = endpoint.deployed()
-    newer_live = live is not None and registry.is_newer(live, version)
-    if not newer_live and (live is None or live.version != version.version):
-        endpoint.deploy(version)
-    reason = f"Resumed: {version.version} was registered for this snapshot by an attempt that " + (
-        f"did not finish; {live.version} is newer and stays live."
-        if newer_live and live is not None
-        else "did not finish; it is deployed."
+    serving = endpoint.traffic()
+    newer = next(
+        (
+            name
+            for name in serving
+            if name != version.version and registry.is_newer(registry.get(name), version)
+        ),
+        None,
+    )
+    if newer is None and version.version not in serving:
+        serving = endpoint.deploy(version, expected_champion=live.version if live else None)
+    by = f"run {version.run_name}" if version.run_name else "an attempt"
+    reason = f"Resumed: {version.version} was registered for this snapshot by {by} that " + (
+        f"did not finish; {newer} is newer and stays live."
+        if newer is not None
+        else f"did not finish; it is deployed ({serving.get(version.version, 0)}% of traffic)."
     )
     return PipelineResult(
         run_name=f"train-{snapshot_id}-resumed".replace("_", "-"),
         snapshot_id=snapshot_id,
-        deployed=not newer_live,
+        deployed=newer is None,
         gate_reason=reason,
         metrics=dict(version.metrics),
-        model_version=None if newer_live else version.version,
+        model_version=None if newer is not None else version.version,
     )

@@ -129,10 +129,17 @@ class ModelRegistry(Protocol):
         *,
         artifact_path: Path,
         snapshot_id: str,
+        run_name: str,
         threshold: float,
         metrics: Mapping[str, float],
         params: Mapping[str, Any],
-    ) -> ModelVersion: ...
+    ) -> ModelVersion:
+        """Record the artifact as the next version, trained on ``snapshot_id`` by ``run_name``.
+
+        Idempotent per (``snapshot_id``, ``run_name``): a retried step of the same run
+        gets the version it registered before, never a second copy.
+        """
+        ...
 
     def get(self, version: str) -> ModelVersion:
         """Raise NotFoundError for an unregistered version."""
@@ -159,12 +166,47 @@ class ModelRegistry(Protocol):
 
 
 class ModelEndpoint(Protocol):
-    def deploy(self, version: ModelVersion) -> None: ...
+    """Serves up to two versions: the champion and, while one is tried, a canary.
 
-    def deployed(self) -> ModelVersion | None: ...
+    Every change of the split is one atomic step; each returns the split it made.
+    """
 
-    def predict(self, features: Mapping[str, float | None]) -> Prediction:
-        """Raise BackendUnavailableError when no model is deployed or it cannot be loaded."""
+    def deploy(self, version: ModelVersion, *, expected_champion: str | None) -> dict[str, int]:
+        """Put ``version`` in at the configured canary share (all traffic when that is 0
+        or 100, or when nothing is deployed), the champion keeping the rest; a canary
+        it replaces is undeployed.
+
+        Compare-and-swap: when the live champion is not ``expected_champion`` (the one
+        the gate judged against; None for "nothing deployed"), raise ConflictError and
+        change nothing, so two runs can never both promote. A version already serving
+        where this deploy would put it is left as it is (a retried step succeeds).
+        """
+        ...
+
+    def deployed(self) -> ModelVersion | None:
+        """The champion (the version with the larger share), None when nothing is deployed."""
+        ...
+
+    def traffic(self) -> dict[str, int]:
+        """Version -> percent of traffic, champion first; empty when nothing is deployed."""
+        ...
+
+    def promote(self) -> dict[str, int]:
+        """The canary takes all traffic and becomes champion; ConflictError without one."""
+        ...
+
+    def rollback(self) -> dict[str, int]:
+        """Back to the previous version at 100%: drop the canary, or, without one,
+        redeploy the version the champion replaced. ConflictError if there is none.
+        """
+        ...
+
+    def predict(self, features: Mapping[str, float | None], *, routing_key: str) -> Prediction:
+        """Score with the version ``routing_key`` routes to (the same key, the same version,
+        while the split stands); the prediction names that version.
+
+        Raise BackendUnavailableError when no model is deployed or it cannot be loaded.
+        """
         ...
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,17 @@ from typing import Any
 def ingest_id_for(name: str, content_hash: str) -> str:
     """An ingest's id: the object's name and its content (content alone decides identity)."""
     return f"{name}@{content_hash[:16]}"
+
+
+def traffic_bucket(routing_key: str) -> int:
+    """Which of 100 traffic buckets a routing key (a card's HMAC id) falls in.
+
+    A stable hash, not Python's salted ``hash()``: every process and both homes put a
+    card in the same bucket, so a card keeps being scored by one version while a
+    canary runs. Keys in buckets below the canary's percent go to the canary.
+    """
+    digest = hashlib.sha256(routing_key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,8 @@ class ModelVersion:
     metrics: Mapping[str, float]
     params: Mapping[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    # The pipeline run that registered it ("" for versions registered before runs were kept).
+    run_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -59,12 +59,15 @@ class Scorer:
         if self._key is None:
             # Read after validation: a bad request is a 400 even when the key is missing.
             self._key = self._key_source.key()
+        card_id = cards.card_id(number, self._key)
         try:
-            record = self._store.fetch(cards.card_id(number, self._key))
+            record = self._store.fetch(card_id)
         except NotFoundError as exc:
             raise NotFoundError(f"card {masked} has no features in the online store") from exc
         try:
-            prediction = self._endpoint.predict(record.features)
+            # Routed by the card's keyed id: a card sticks to one version during a canary,
+            # and the number itself never reaches the endpoint.
+            prediction = self._endpoint.predict(record.features, routing_key=card_id)
         except InvalidInputError as exc:
             # The stored features do not fit the model: our fault, not the caller's.
             raise BackendUnavailableError(f"features of {masked} do not fit the model") from exc

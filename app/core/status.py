@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -23,6 +24,8 @@ def collect(services: Services) -> dict[str, Any]:
         "snapshots": len(lineage.snapshots()),
         "feature_view": asdict(sync) if sync else None,
         "registered_versions": [v.version for v in versions],
+        # version -> percent, champion first: more than one entry while a canary is tried.
+        "traffic": services.endpoint.traffic(),
         "deployed": (
             {
                 "version": deployed.version,
@@ -65,6 +68,7 @@ def render(status: dict[str, Any]) -> str:
         )
     else:
         lines.append("deployed: nothing")
+    lines.append(f"traffic: {render_traffic(status['traffic'])}")
     run = status["last_training_run"]
     if run:
         lines.append(
@@ -73,3 +77,16 @@ def render(status: dict[str, Any]) -> str:
             f"{run['gate_reason']}"
         )
     return "\n".join(lines)
+
+
+def render_traffic(traffic: Mapping[str, int]) -> str:
+    """``v0001 75% (champion), v0002 25% (canary)``; the endpoint lists the champion first."""
+    if not traffic:
+        return "nothing deployed"
+    if len(traffic) == 1:
+        return f"{next(iter(traffic))} 100%"
+    roles = ("champion", "canary")
+    return ", ".join(
+        f"{version} {percent}% ({role})"
+        for (version, percent), role in zip(traffic.items(), roles, strict=True)
+    )

@@ -28,7 +28,7 @@ class TrainingOutputs(NamedTuple):
     name=PIPELINE_NAME,
     description="Train, evaluate and gate a fraud model on one immutable training snapshot.",
 )
-def fraud_training_pipeline(config_json: str, snapshot_id: str) -> TrainingOutputs:
+def fraud_training_pipeline(config_json: str, snapshot_id: str, run_name: str) -> TrainingOutputs:
     dataset = build_dataset(config_json=config_json, snapshot_id=snapshot_id)
     trained = train_model(
         config_json=config_json,
@@ -51,10 +51,17 @@ def fraud_training_pipeline(config_json: str, snapshot_id: str) -> TrainingOutpu
             config_json=config_json,
             model=trained.outputs["model"],
             snapshot_id=snapshot_id,
+            run_name=run_name,
             metrics_json=evaluated.outputs["metrics_json"],
         )
         registered.set_caching_options(enable_caching=False)
-        deployed = deploy_model(config_json=config_json, version=registered.output)
+        # A compare-and-swap against the champion the gate judged: if another run changed
+        # it meanwhile, this deploy fails instead of both runs promoting.
+        deployed = deploy_model(
+            config_json=config_json,
+            version=registered.output,
+            expected_champion=decision.outputs["champion"],
+        )
         deployed.set_caching_options(enable_caching=False)
     with dsl.Else(name="gate-rejected"):
         kept = keep_deployed_model(reason=decision.outputs["reason"])

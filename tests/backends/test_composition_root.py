@@ -124,3 +124,16 @@ def test_kind_reference_check_catches_an_isinstance_on_a_config_class(tmp_path: 
         ]
     finally:
         sneaky.unlink()
+
+
+@pytest.mark.parametrize("endpoint_id", ["1234567890", "0123", "Fraud", "fmo-", "-fmo"])
+def test_vertex_endpoint_id_vertex_rejects_is_a_config_error(endpoint_id: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="endpoint_id"):
+        c.VertexEndpointConfig(project="p", location="us-central1", endpoint_id=endpoint_id)
+
+
+@pytest.mark.parametrize("endpoint_id", ["123456789", "fraud-mlops-dev-serving"])
+def test_vertex_endpoint_id_vertex_accepts_is_valid(endpoint_id: str) -> None:
+    assert c.VertexEndpointConfig(project="p", location="l", endpoint_id=endpoint_id)

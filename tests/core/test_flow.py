@@ -8,7 +8,7 @@ import pytest
 
 from app.backends import Backends
 from app.core import flow
-from app.core.config import RuntimeConfig
+from app.core.config import LocalEndpointConfig, RuntimeConfig
 from app.core.records import PipelineResult
 
 
@@ -21,6 +21,7 @@ def _register(services: Backends, model_dir: Path, snapshot_id: str) -> str:
     return services.registry.register(
         artifact_path=model_dir,
         snapshot_id=snapshot_id,
+        run_name=f"train-{snapshot_id}".replace("_", "-"),
         threshold=0.5,
         metrics={"auprc": 0.8},
         params={},
@@ -34,7 +35,9 @@ def test_train_after_crash_between_register_and_record_deploys_instead_of_retrai
     # No such snapshot in the warehouse: a pipeline run would fail, so success means resumed.
     result = flow.train(services, "snap_0001_aaaa")
     assert result["deployed"] and result["model_version"] == "v0001"
-    assert result["gate_reason"].startswith("Resumed: v0001")
+    assert result["gate_reason"].startswith(
+        "Resumed: v0001 was registered for this snapshot by run train-snap-0001-aaaa"
+    )
     deployed = services.endpoint.deployed()
     assert deployed is not None and deployed.version == "v0001"
     assert [v.version for v in services.registry.list_versions()] == ["v0001"]
@@ -47,7 +50,7 @@ def test_train_resume_never_replaces_a_newer_live_model(
 ) -> None:
     _register(services, model_dirs[0], "snap_0001_aaaa")
     newer = _register(services, model_dirs[1], "snap_0002_bbbb")
-    services.endpoint.deploy(services.registry.get(newer))
+    services.endpoint.deploy(services.registry.get(newer), expected_champion=None)
     services.lineage.record_training_run(
         PipelineResult("train-2", "snap_0002_bbbb", True, "ok", {"auprc": 0.9}, newer)
     )
@@ -56,6 +59,33 @@ def test_train_resume_never_replaces_a_newer_live_model(
     assert "v0002 is newer" in result["gate_reason"]
     deployed = services.endpoint.deployed()
     assert deployed is not None and deployed.version == "v0002"
+
+
+def test_train_resume_with_a_canary_share_deploys_the_version_as_canary_once(
+    cfg: RuntimeConfig, model_dirs: tuple[Path, Path]
+) -> None:
+    assert isinstance(cfg.endpoint, LocalEndpointConfig)
+    canary = cfg.model_copy(
+        update={"endpoint": cfg.endpoint.model_copy(update={"canary_traffic_percent": 30})}
+    )
+    services = Backends(canary)
+    champion = _register(services, model_dirs[0], "snap_0001_aaaa")
+    services.endpoint.deploy(services.registry.get(champion), expected_champion=None)
+    services.lineage.record_training_run(
+        PipelineResult("train-1", "snap_0001_aaaa", True, "ok", {"auprc": 0.8}, champion)
+    )
+    _register(services, model_dirs[1], "snap_0002_bbbb")
+
+    result = flow.train(services, "snap_0002_bbbb")
+
+    assert result["deployed"] and result["model_version"] == "v0002"
+    assert result["gate_reason"].endswith("it is deployed (30% of traffic).")
+    assert services.endpoint.traffic() == {"v0001": 70, "v0002": 30}
+    # The same attempt resumed again (its record lost once more) leaves the split alone.
+    history = len(services.endpoint.history())  # type: ignore[attr-defined]
+    assert flow._resume(services, "snap_0002_bbbb") is not None
+    assert services.endpoint.traffic() == {"v0001": 70, "v0002": 30}
+    assert len(services.endpoint.history()) == history  # type: ignore[attr-defined]
 
 
 def test_flow_object_announced_without_a_hash_loads_once_per_generation(

@@ -270,11 +270,12 @@ def _deploy_model(home: GcpHome, snapshot_id: str, tmp_path: Path) -> str:
     version = home.services.registry.register(
         artifact_path=save_model(model, tmp_path / "model"),
         snapshot_id=snapshot_id,
+        run_name=f"train-{snapshot_id}",
         threshold=model.threshold,
         metrics={"auprc": 0.0},
         params=model.params,
     )
-    home.services.endpoint.deploy(version)
+    home.services.endpoint.deploy(version, expected_champion=None)
     return version.version
 
 

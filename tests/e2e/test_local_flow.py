@@ -16,8 +16,17 @@ import pytest
 import requests
 
 from app.backends import Backends
-from app.core.config import GateConfig, RuntimeConfig, SQLiteOnlineStoreConfig
-from app.core.errors import InvalidInputError
+from app.cli.main import main as cli
+from app.core import cards
+from app.core.config import (
+    CONFIG_ENV,
+    GateConfig,
+    LocalEndpointConfig,
+    RuntimeConfig,
+    SQLiteOnlineStoreConfig,
+)
+from app.core.errors import ConflictError, InvalidInputError
+from app.core.records import traffic_bucket
 from app.local.generate import GeneratedData, generate, write_csv
 from app.local.ingest import ingest
 from app.local.server import FunctionServer
@@ -26,6 +35,8 @@ from app.local.trigger import LocalAirflowTrigger
 pytestmark = pytest.mark.e2e
 
 ROWS = 6000
+# A new version that passes the gate gets this share of cards until it is promoted.
+CANARY_PERCENT = 25
 
 
 @dataclass
@@ -41,7 +52,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
     tmp = tmp_path_factory.mktemp("e2e")
     cfg = RuntimeConfig.local(tmp / "home")
     # A modest bar: this small data set has ~24 holdout frauds.
-    cfg = cfg.model_copy(update={"gate": GateConfig(min_auprc=0.3, min_roc_auc=0.8)})
+    cfg = cfg.model_copy(
+        update={
+            "gate": GateConfig(min_auprc=0.3, min_roc_auc=0.8),
+            "endpoint": LocalEndpointConfig(
+                path=tmp / "home" / "endpoint.sqlite", canary_traffic_percent=CANARY_PERCENT
+            ),
+        }
+    )
     data = generate(ROWS, fraud_rate=0.02, seed=5)
     csv = write_csv(data.frame, tmp / "transactions.csv")
     report = ingest(cfg, csv, quiet=True)
@@ -73,6 +91,8 @@ def test_first_ingest_loads_snapshots_syncs_and_deploys(platform: Platform) -> N
     assert deployed.version == "v0001"
     assert deployed.snapshot_id == snap.snapshot_id
     assert deployed.metrics["auprc"] >= 0.3
+    # The first version has no champion to share with: it takes all traffic.
+    assert Backends(platform.cfg).endpoint.traffic() == {"v0001": 100}
     (run,) = lineage.training_runs()
     assert run.deployed and run.model_version == "v0001"
 
@@ -193,6 +213,54 @@ def test_file_dropped_into_landing_folder_triggers_dag_run(platform: Platform) -
     runs = lineage.training_runs(latest.snapshot_id)
     assert len(runs) == 1 and runs[0].gate_reason
     assert LocalAirflowTrigger(platform.cfg).watch(once=True) == []
+    # More data, a better model: it beat v0001 on the same holdout and went in as canary.
+    assert runs[0].deployed and runs[0].model_version == "v0002", runs[0].gate_reason
+    assert "deployed v0001 scores AUPRC" in runs[0].gate_reason
+    endpoint = Backends(platform.cfg).endpoint
+    assert endpoint.traffic() == {"v0001": 100 - CANARY_PERCENT, "v0002": CANARY_PERCENT}
+    champion = endpoint.deployed()
+    assert champion is not None and champion.version == "v0001"
+
+
+def _versions(url: str, numbers: list[str]) -> dict[str, str]:
+    served = {}
+    for number in numbers:
+        resp = requests.post(url, json={"card_number": number}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        served[number] = resp.json()["model_version"]
+    return served
+
+
+def test_canary_splits_cards_over_http_then_promote_and_rollback_through_the_cli(
+    platform: Platform,
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    numbers = sorted(platform.data.frame["card_number"].unique())
+    key = Backends(platform.cfg).card_key.key()
+
+    served = _versions(url, numbers)
+
+    # Every card is scored by the version its keyed id hashes to, and keeps it.
+    assert served == {
+        n: "v0002" if traffic_bucket(cards.card_id(n, key)) < CANARY_PERCENT else "v0001"
+        for n in numbers
+    }
+    assert set(served.values()) == {"v0001", "v0002"}
+    assert _versions(url, numbers) == served
+
+    monkeypatch.setenv(CONFIG_ENV, platform.cfg.to_json())
+    assert cli(["promote"]) == 0
+    assert capsys.readouterr().out == "traffic: v0002 100%\n"
+    assert set(_versions(url, numbers[:40]).values()) == {"v0002"}
+
+    assert cli(["rollback"]) == 0
+    assert capsys.readouterr().out == "traffic: v0001 100%\n"
+    assert set(_versions(url, numbers[:40]).values()) == {"v0001"}
+    # v0001 was the first version: there is nothing further back.
+    assert cli(["rollback"]) == ConflictError.exit_code
+    assert Backends(platform.cfg).endpoint.traffic() == {"v0001": 100}
 
 
 def test_function_store_unavailable_is_503_over_http(platform: Platform) -> None:

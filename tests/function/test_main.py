@@ -14,7 +14,8 @@ import pytest
 
 from app.backends import Backends
 from app.core import cards
-from app.core.config import CONFIG_ENV, RuntimeConfig
+from app.core.config import CONFIG_ENV, LocalEndpointConfig, RuntimeConfig
+from app.core.records import traffic_bucket
 from app.core.schema import MODEL_FEATURES
 from app.local.server import FUNCTION_SOURCE
 
@@ -142,3 +143,61 @@ def test_predict_dependency_down_answers_503_with_retry_after(
 
     assert resp.status_code == 503
     assert resp.headers["Retry-After"] == "1"
+
+
+def test_predict_during_a_canary_each_card_is_scored_by_the_version_its_id_routes_to(
+    cfg: RuntimeConfig, monkeypatch: pytest.MonkeyPatch, model_dirs: tuple[Path, Path]
+) -> None:
+    assert isinstance(cfg.endpoint, LocalEndpointConfig)
+    canary = cfg.model_copy(
+        update={"endpoint": cfg.endpoint.model_copy(update={"canary_traffic_percent": 30})}
+    )
+    services = Backends(canary)
+    key = services.card_key.key(create=True)
+    numbers = [cards.make_card_number(i) for i in range(60)]
+    rows = [
+        {
+            "card_id": cards.card_id(n, key),
+            "card_masked": cards.mask(n),
+            "event_time": 1.0,
+            **{f: 0.0 for f in MODEL_FEATURES},
+        }
+        for n in numbers
+    ]
+    services.online_store.sync(pd.DataFrame(rows), snapshot_id="snap_0001_x")
+    champion, candidate = (
+        services.registry.register(
+            artifact_path=model_dir,
+            snapshot_id="snap_0001_x",
+            run_name=f"run-{i}",
+            threshold=0.5,
+            metrics={},
+            params={},
+        )
+        for i, model_dir in enumerate(model_dirs)
+    )
+    services.endpoint.deploy(champion, expected_champion=None)
+    services.endpoint.deploy(candidate, expected_champion=champion.version)
+    monkeypatch.setenv(CONFIG_ENV, canary.to_json())
+    app = functions_framework.create_app(target="predict", source=str(FUNCTION_SOURCE))
+    import main as function_main
+
+    function_main._scorer.cache_clear()
+    try:
+        client = app.test_client()
+        served = {
+            n: client.post("/", json={"card_number": n}).json["model_version"] for n in numbers
+        }
+        again = {
+            n: client.post("/", json={"card_number": n}).json["model_version"] for n in numbers
+        }
+    finally:
+        function_main._scorer.cache_clear()
+
+    # Routed by the card's keyed id, the same way every time.
+    assert (
+        served
+        == again
+        == {n: "v0002" if traffic_bucket(cards.card_id(n, key)) < 30 else "v0001" for n in numbers}
+    )
+    assert set(served.values()) == {"v0001", "v0002"}

@@ -91,7 +91,9 @@ class KfpLocalPipelineRunner:
                 # Python; the trainer image does, and locally no image is used at all.
                 warnings.filterwarnings("ignore", message=".*non-Python base image.*")
                 try:
-                    task = pipeline(config_json=self.cfg.to_json(), snapshot_id=snapshot_id)
+                    task = pipeline(
+                        config_json=self.cfg.to_json(), snapshot_id=snapshot_id, run_name=run_name
+                    )
                 except RuntimeError as exc:
                     raise _failure(run_name, reports, log_path) from exc
         steps, _ = read_reports(reports)

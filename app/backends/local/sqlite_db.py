@@ -1,4 +1,4 @@
-"""SQLite files for the local registry (versions) and endpoint (the deployment pointer).
+"""SQLite files for the local registry (versions) and endpoint (the traffic split).
 
 Short-lived connections in WAL mode: the Airflow task, the KFP step subprocesses
 and the scoring function each open them on their own, often at the same time.
@@ -10,6 +10,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +20,21 @@ from app.core.records import ModelVersion
 # Writers wait this long for another process's transaction before giving up.
 BUSY_TIMEOUT_SECONDS = 30.0
 
-REGISTRY_SCHEMA = """
+
+@dataclass(frozen=True)
+class Schema:
+    """A database's tables as they are now, and how a file made by an older release catches up."""
+
+    tables: str
+    # (table, column, definition) for columns added after the first release: files made
+    # before them get ``ALTER TABLE ... ADD COLUMN`` (SQLite has no ``IF NOT EXISTS`` there).
+    added_columns: tuple[tuple[str, str, str], ...] = ()
+    # Run once every column exists, since an index may cover an added one.
+    indexes: str = ""
+
+
+REGISTRY_SCHEMA = Schema(
+    tables="""
 CREATE TABLE IF NOT EXISTS model_versions (
     seq          INTEGER PRIMARY KEY,
     version      TEXT NOT NULL UNIQUE,
@@ -28,26 +43,52 @@ CREATE TABLE IF NOT EXISTS model_versions (
     threshold    REAL NOT NULL,
     metrics_json TEXT NOT NULL,
     params_json  TEXT NOT NULL,
-    created_at   TEXT NOT NULL
+    created_at   TEXT NOT NULL,
+    run_name     TEXT NOT NULL DEFAULT ''
 );
-"""
+""",
+    added_columns=(("model_versions", "run_name", "TEXT NOT NULL DEFAULT ''"),),
+    indexes="""
+-- One version per (snapshot, run): a retried register step gets the version it made.
+-- Versions registered before runs were kept have no run name and stay as they are.
+CREATE UNIQUE INDEX IF NOT EXISTS model_versions_snapshot_run
+    ON model_versions (snapshot_id, run_name) WHERE run_name != '';
+""",
+)
 
 # The endpoint names versions; the registry (another file, another role) owns them.
-ENDPOINT_SCHEMA = """
--- One row at most: the version the endpoint serves.
+ENDPOINT_SCHEMA = Schema(
+    tables="""
+-- One row at most: the split the endpoint serves. ``version`` is the champion; a canary,
+-- when one is tried, gets ``canary_percent`` of traffic and the champion the rest.
 CREATE TABLE IF NOT EXISTS deployment (
-    slot        TEXT PRIMARY KEY CHECK (slot = 'live'),
-    version     TEXT NOT NULL,
-    deployed_at TEXT NOT NULL
+    slot           TEXT PRIMARY KEY CHECK (slot = 'live'),
+    version        TEXT NOT NULL,
+    deployed_at    TEXT NOT NULL,
+    canary         TEXT,
+    canary_percent INTEGER NOT NULL DEFAULT 0
 );
--- Every switch of the pointer, oldest first; a rollback redeploys the previous row's version.
+-- Every change of the split, oldest first: ``version`` is what the change put in (or
+-- back), ``percent`` its share after it, ``previous`` the version it took traffic from.
+-- A rollback without a canary redeploys the ``previous`` of the row that made the
+-- champion champion.
 CREATE TABLE IF NOT EXISTS deployment_history (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     version     TEXT NOT NULL,
     previous    TEXT,
-    deployed_at TEXT NOT NULL
+    deployed_at TEXT NOT NULL,
+    action      TEXT NOT NULL DEFAULT 'deploy',
+    percent     INTEGER NOT NULL DEFAULT 100
 );
-"""
+""",
+    # Homes made when the endpoint held one version: every row then was a full deploy.
+    added_columns=(
+        ("deployment", "canary", "TEXT"),
+        ("deployment", "canary_percent", "INTEGER NOT NULL DEFAULT 0"),
+        ("deployment_history", "action", "TEXT NOT NULL DEFAULT 'deploy'"),
+        ("deployment_history", "percent", "INTEGER NOT NULL DEFAULT 100"),
+    ),
+)
 
 
 def utc_now() -> str:
@@ -71,11 +112,45 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
             raise BackendUnavailableError(f"{path.name}: {exc}") from exc
 
 
-def ensure_schema(path: Path, schema: str) -> None:
+def ensure_schema(path: Path, schema: Schema) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with connect(path) as connection:
         connection.execute("PRAGMA journal_mode = WAL")
-        connection.executescript(schema)
+        connection.executescript(schema.tables)
+        # Checked before locking: every process opens these files, and a current file,
+        # the usual case, needs no write lock at all.
+        if _missing_columns(connection, schema):
+            with write_transaction(connection):
+                # Again under the lock: another process may have just added them.
+                for table, column, definition in _missing_columns(connection, schema):
+                    connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        if schema.indexes:
+            connection.executescript(schema.indexes)
+
+
+def _missing_columns(connection: sqlite3.Connection, schema: Schema) -> list[tuple[str, str, str]]:
+    present: dict[str, set[str]] = {}
+    missing = []
+    for table, column, definition in schema.added_columns:
+        if table not in present:
+            rows = connection.execute(f"PRAGMA table_info({table})").fetchall()
+            present[table] = {row["name"] for row in rows}
+        if column not in present[table]:
+            missing.append((table, column, definition))
+    return missing
+
+
+@contextmanager
+def write_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: the write lock from the first statement, so
+    what the block reads cannot change before it writes; any exception rolls back."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 def to_model_version(row: sqlite3.Row) -> ModelVersion:
@@ -87,6 +162,7 @@ def to_model_version(row: sqlite3.Row) -> ModelVersion:
         metrics=json.loads(row["metrics_json"]),
         params=json.loads(row["params_json"]),
         created_at=row["created_at"],
+        run_name=row["run_name"],
     )
 
 

@@ -1,112 +1,267 @@
-"""The local endpoint: a deployment pointer in SQLite and the live model in memory.
+"""The local endpoint: a traffic split in SQLite and the versions it serves in memory.
 
 It names versions; the registry owns them, and the endpoint loads each through the
-registry port, as a Vertex endpoint serves versions of a Model Registry model.
+registry port, as a Vertex endpoint serves versions of a Model Registry model. Up to
+two versions serve at once: the champion and, while one is tried, a canary with a
+share of traffic; a card is routed by a stable hash of its id, so it keeps being
+scored by one version for as long as the split stands.
+
+Every change of the split (deploy, promote, rollback) is one ``BEGIN IMMEDIATE``
+transaction that reads the split and writes the new one, so concurrent writers in
+other processes (two pipeline runs, an operator's rollback) serialise instead of
+overwriting each other.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from app.backends.local.sqlite_db import ENDPOINT_SCHEMA, connect, ensure_schema, utc_now
+from app.backends.local.sqlite_db import (
+    ENDPOINT_SCHEMA,
+    connect,
+    ensure_schema,
+    utc_now,
+    write_transaction,
+)
 from app.core.config import LocalEndpointConfig
-from app.core.errors import BackendUnavailableError, NotFoundError
+from app.core.errors import BackendUnavailableError, ConfigError, ConflictError, NotFoundError
 from app.core.model.artifact import FraudModel
 from app.core.model.features import feature_row
 from app.core.ports import ModelRegistry, Services
-from app.core.records import ModelVersion, Prediction
+from app.core.records import ModelVersion, Prediction, traffic_bucket
 
 
 @dataclass(frozen=True)
 class Deployment:
+    """One change of the split: ``version`` got ``percent`` of traffic from ``previous``."""
+
     version: str
     previous: str | None
     deployed_at: str
+    action: str = "deploy"  # deploy | canary | promote | rollback
+    percent: int = 100
+
+
+@dataclass(frozen=True)
+class _Split:
+    champion: str | None = None
+    canary: str | None = None
+    canary_percent: int = 0
+
+    def shares(self) -> dict[str, int]:
+        if self.champion is None:
+            return {}
+        if self.canary is None:
+            return {self.champion: 100}
+        return {self.champion: 100 - self.canary_percent, self.canary: self.canary_percent}
+
+    def route(self, routing_key: str) -> str | None:
+        if self.canary is not None and traffic_bucket(routing_key) < self.canary_percent:
+            return self.canary
+        return self.champion
 
 
 class SQLiteModelEndpoint:
-    def __init__(self, db_path: Path, registry: ModelRegistry) -> None:
+    def __init__(
+        self, db_path: Path, registry: ModelRegistry, *, canary_traffic_percent: int = 0
+    ) -> None:
+        if not 0 <= canary_traffic_percent <= 100:
+            raise ConfigError(
+                f"canary_traffic_percent must be 0..100, not {canary_traffic_percent}"
+            )
         self.db_path = db_path
         self.registry = registry
+        self.canary_traffic_percent = canary_traffic_percent
         ensure_schema(db_path, ENDPOINT_SCHEMA)
         # The scoring function may serve requests on several threads.
         self._lock = threading.Lock()
-        self._loaded: tuple[str, FraudModel] | None = None
+        # version -> (its registry record, its model): the versions of the split last seen.
+        self._loaded: dict[str, tuple[ModelVersion, FraudModel]] = {}
 
     @classmethod
     def from_config(cls, section: LocalEndpointConfig, backends: Services) -> Self:
-        return cls(section.path, backends.registry)
+        return cls(
+            section.path,
+            backends.registry,
+            canary_traffic_percent=section.canary_traffic_percent,
+        )
 
-    def deploy(self, version: ModelVersion) -> None:
-        """Point the endpoint at ``version``; the old pointer stays unless this fully succeeds."""
+    def deploy(self, version: ModelVersion, *, expected_champion: str | None) -> dict[str, int]:
+        """Put ``version`` in at the canary share, the champion keeping the rest; see
+        :meth:`app.core.ports.ModelEndpoint.deploy`. The old split stays unless this
+        fully succeeds."""
         registered = self.registry.get(version.version)
-        # Load before switching: the pointer must never name a model that cannot score.
-        self._model(registered)
+        # Load before switching: the split must never name a model that cannot score.
+        self._serving(registered.version)
+        name = registered.version
+        share = self.canary_traffic_percent
+        with connect(self.db_path) as connection, write_transaction(connection):
+            current = _read_split(connection)
+            full = current.champion is None or share in (0, 100)
+            target = _Split(name) if full else _Split(current.champion, name, share)
+            already = current == target if full else name in (current.champion, current.canary)
+            if already:
+                return current.shares()
+            if current.champion != expected_champion:
+                raise ConflictError(
+                    f"the endpoint's champion is {current.champion or 'nothing'}, not "
+                    f"{expected_champion or 'nothing'} as its gate saw: another change "
+                    f"came first, so {name} is not deployed"
+                )
+            _write_split(connection, target)
+            _record(
+                connection,
+                Deployment(
+                    name,
+                    current.champion,
+                    utc_now(),
+                    action="deploy" if full else "canary",
+                    percent=100 if full else share,
+                ),
+            )
+        return target.shares()
+
+    def promote(self) -> dict[str, int]:
+        with connect(self.db_path) as connection, write_transaction(connection):
+            current = _read_split(connection)
+            if current.canary is None:
+                held = f"; {current.champion} has all traffic" if current.champion else ""
+                raise ConflictError(f"no canary to promote{held}")
+            target = _Split(current.canary)
+            _write_split(connection, target)
+            _record(
+                connection,
+                Deployment(current.canary, current.champion, utc_now(), action="promote"),
+            )
+        return target.shares()
+
+    def rollback(self) -> dict[str, int]:
+        seen = self._split()
+        if seen.champion is None:
+            raise ConflictError("nothing is deployed: nothing to roll back")
+        if seen.canary is not None:
+            restored, dropped = seen.champion, seen.canary
+        else:
+            previous = self._replaced_by(seen.champion)
+            if previous is None:
+                raise ConflictError(
+                    f"{seen.champion} was the first version deployed: nothing to roll back to"
+                )
+            # Load before switching, outside the lock: loading can take a while.
+            self._serving(self.registry.get(previous).version)
+            restored, dropped = previous, seen.champion
+        target = _Split(restored)
+        with connect(self.db_path) as connection, write_transaction(connection):
+            if _read_split(connection) != seen:
+                raise ConflictError("the traffic split changed while rolling back; try again")
+            _write_split(connection, target)
+            _record(connection, Deployment(restored, dropped, utc_now(), action="rollback"))
+        return target.shares()
+
+    def _split(self) -> _Split:
         with connect(self.db_path) as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                current = connection.execute(
-                    "SELECT version FROM deployment WHERE slot = 'live'"
-                ).fetchone()
-                now = utc_now()
-                connection.execute(
-                    "INSERT INTO deployment (slot, version, deployed_at) VALUES ('live', ?, ?) "
-                    "ON CONFLICT (slot) DO UPDATE SET version = excluded.version, "
-                    "deployed_at = excluded.deployed_at",
-                    (registered.version, now),
-                )
-                connection.execute(
-                    "INSERT INTO deployment_history (version, previous, deployed_at) "
-                    "VALUES (?, ?, ?)",
-                    (registered.version, current["version"] if current else None, now),
-                )
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+            return _read_split(connection)
+
+    def traffic(self) -> dict[str, int]:
+        return self._split().shares()
 
     def deployed(self) -> ModelVersion | None:
+        champion = self._split().champion
+        return None if champion is None else self._registered(champion)
+
+    def history(self) -> list[Deployment]:
+        """Every change of the split, oldest first."""
+        with connect(self.db_path) as connection:
+            rows = connection.execute(
+                "SELECT version, previous, deployed_at, action, percent "
+                "FROM deployment_history ORDER BY id"
+            ).fetchall()
+        return [
+            Deployment(r["version"], r["previous"], r["deployed_at"], r["action"], r["percent"])
+            for r in rows
+        ]
+
+    def predict(self, features: Mapping[str, float | None], *, routing_key: str) -> Prediction:
+        row = feature_row(features)
+        split = self._split()
+        chosen = split.route(routing_key)
+        if chosen is None:
+            raise BackendUnavailableError("no model is deployed")
+        # One version's record and model together: its threshold never meets another's score.
+        version, model = self._serving(chosen, keep=split.shares())
+        probability = float(model.predict(row)[0])
+        return Prediction(
+            probability=probability, threshold=version.threshold, model_version=version.version
+        )
+
+    def _replaced_by(self, champion: str) -> str | None:
+        """The version ``champion`` took over from when it last became champion."""
         with connect(self.db_path) as connection:
             row = connection.execute(
-                "SELECT version FROM deployment WHERE slot = 'live'"
+                # The rows after which their version had all traffic as the new champion.
+                "SELECT previous FROM deployment_history WHERE version = ? "
+                "AND action IN ('deploy', 'promote') ORDER BY id DESC LIMIT 1",
+                (champion,),
             ).fetchone()
-        if row is None:
-            return None
+        return None if row is None else row["previous"]
+
+    def _registered(self, name: str) -> ModelVersion:
         try:
-            return self.registry.get(row["version"])
+            return self.registry.get(name)
         except NotFoundError as exc:
             # Not the caller's 404: the endpoint and its registry disagree.
             raise BackendUnavailableError(
-                f"the endpoint serves {row['version']}, which the registry does not hold"
+                f"the endpoint serves {name}, which the registry does not hold"
             ) from exc
 
-    def history(self) -> list[Deployment]:
-        """Every deployment, oldest first."""
-        with connect(self.db_path) as connection:
-            rows = connection.execute(
-                "SELECT version, previous, deployed_at FROM deployment_history ORDER BY id"
-            ).fetchall()
-        return [Deployment(r["version"], r["previous"], r["deployed_at"]) for r in rows]
+    def _serving(
+        self, name: str, *, keep: Mapping[str, int] | None = None
+    ) -> tuple[ModelVersion, FraudModel]:
+        """``name``'s record and loaded model, loaded once and kept while it serves.
 
-    def predict(self, features: Mapping[str, float | None]) -> Prediction:
-        row = feature_row(features)
-        current = self.deployed()
-        if current is None:
-            raise BackendUnavailableError("no model is deployed")
-        probability = float(self._model(current).predict(row)[0])
-        return Prediction(
-            probability=probability, threshold=current.threshold, model_version=current.version
-        )
-
-    def _model(self, version: ModelVersion) -> FraudModel:
-        """The loaded booster for ``version``; only the latest one is kept in memory."""
+        ``keep`` is the split just read: versions no longer in it are let go, so memory
+        holds at most the two that serve (plus one being deployed).
+        """
         with self._lock:
-            if self._loaded is not None and self._loaded[0] == version.version:
-                return self._loaded[1]
-            model = self.registry.load(version)
-            self._loaded = (version.version, model)
-            return model
+            if keep is not None:
+                for gone in set(self._loaded) - set(keep):
+                    del self._loaded[gone]
+            loaded = self._loaded.get(name)
+            if loaded is None:
+                version = self._registered(name)
+                # A registered version's record and artifact never change: safe to keep.
+                loaded = (version, self.registry.load(version))
+                self._loaded[name] = loaded
+            return loaded
+
+
+def _read_split(connection: sqlite3.Connection) -> _Split:
+    row = connection.execute(
+        "SELECT version, canary, canary_percent FROM deployment WHERE slot = 'live'"
+    ).fetchone()
+    if row is None:
+        return _Split()
+    return _Split(row["version"], row["canary"], row["canary_percent"] if row["canary"] else 0)
+
+
+def _write_split(connection: sqlite3.Connection, split: _Split) -> None:
+    connection.execute(
+        "INSERT INTO deployment (slot, version, deployed_at, canary, canary_percent) "
+        "VALUES ('live', ?, ?, ?, ?) ON CONFLICT (slot) DO UPDATE SET "
+        "version = excluded.version, deployed_at = excluded.deployed_at, "
+        "canary = excluded.canary, canary_percent = excluded.canary_percent",
+        (split.champion, utc_now(), split.canary, split.canary_percent),
+    )
+
+
+def _record(connection: sqlite3.Connection, change: Deployment) -> None:
+    connection.execute(
+        "INSERT INTO deployment_history (version, previous, deployed_at, action, percent) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (change.version, change.previous, change.deployed_at, change.action, change.percent),
+    )

@@ -40,59 +40,93 @@ class SQLiteModelRegistry:
         *,
         artifact_path: Path,
         snapshot_id: str,
+        run_name: str,
         threshold: float,
         metrics: Mapping[str, float],
         params: Mapping[str, Any],
     ) -> ModelVersion:
-        """Copy the model directory into ``artifacts_dir/<version>`` as the next version."""
+        """Copy the model directory into ``artifacts_dir/<version>`` as the next version,
+        unless this run already registered one for this snapshot: then return that."""
+        if not run_name:
+            # Without a run name a retried step could not find what it registered.
+            raise InvalidInputError("a registration must name its run", location="run_name")
         if not artifact_path.is_dir():
             raise InvalidInputError(
                 "a model artifact must be a model directory", location=str(artifact_path)
             )
         metrics_json = _to_json(dict(metrics), "metrics")
         params_json = _to_json(dict(params), "params")
+        existing = self._registered_by(snapshot_id, run_name)
+        if existing is not None:
+            return existing
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         # Copy outside the lock (it can be slow), under a name no reader looks at.
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.artifacts_dir))
         try:
             shutil.copytree(artifact_path, staging, dirs_exist_ok=True)
             staging.chmod(0o755)
-            return self._commit(staging, snapshot_id, threshold, metrics_json, params_json)
+            return self._commit(
+                staging, snapshot_id, run_name, threshold, metrics_json, params_json
+            )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _registered_by(self, snapshot_id: str, run_name: str) -> ModelVersion | None:
+        with connect(self.db_path) as connection:
+            row = connection.execute(
+                "SELECT * FROM model_versions WHERE snapshot_id = ? AND run_name = ?",
+                (snapshot_id, run_name),
+            ).fetchone()
+        return None if row is None else to_model_version(row)
+
     def _commit(
-        self, staging: Path, snapshot_id: str, threshold: float, metrics_json: str, params_json: str
+        self,
+        staging: Path,
+        snapshot_id: str,
+        run_name: str,
+        threshold: float,
+        metrics_json: str,
+        params_json: str,
     ) -> ModelVersion:
         with connect(self.db_path) as connection:
-            # IMMEDIATE takes the write lock now, so two registrations never pick the same number.
+            # IMMEDIATE takes the write lock now, so two registrations never pick the same
+            # number, and two attempts of one run at once find each other's row.
             connection.execute("BEGIN IMMEDIATE")
             target: Path | None = None
             try:
-                (seq,) = connection.execute(
-                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM model_versions"
+                existing = connection.execute(
+                    "SELECT version FROM model_versions WHERE snapshot_id = ? AND run_name = ?",
+                    (snapshot_id, run_name),
                 ).fetchone()
-                version = version_name(seq)
-                target = self.artifacts_dir / version
-                if target.exists():
-                    # Only a registration that died between rename and commit leaves this.
-                    shutil.rmtree(target)
-                os.rename(staging, target)
-                connection.execute(
-                    "INSERT INTO model_versions (seq, version, snapshot_id, artifact_uri, "
-                    "threshold, metrics_json, params_json, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        seq,
-                        version,
-                        snapshot_id,
-                        str(target.resolve()),
-                        float(threshold),
-                        metrics_json,
-                        params_json,
-                        utc_now(),
-                    ),
-                )
+                if existing is not None:
+                    # Another attempt of this run got here first: nothing to write.
+                    version = str(existing["version"])
+                else:
+                    (seq,) = connection.execute(
+                        "SELECT COALESCE(MAX(seq), 0) + 1 FROM model_versions"
+                    ).fetchone()
+                    version = version_name(seq)
+                    target = self.artifacts_dir / version
+                    if target.exists():
+                        # Only a registration that died between rename and commit leaves this.
+                        shutil.rmtree(target)
+                    os.rename(staging, target)
+                    connection.execute(
+                        "INSERT INTO model_versions (seq, version, snapshot_id, artifact_uri, "
+                        "threshold, metrics_json, params_json, created_at, run_name) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            seq,
+                            version,
+                            snapshot_id,
+                            str(target.resolve()),
+                            float(threshold),
+                            metrics_json,
+                            params_json,
+                            utc_now(),
+                            run_name,
+                        ),
+                    )
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")

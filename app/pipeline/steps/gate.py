@@ -9,9 +9,13 @@ from app.pipeline.steps import trainer_step
 
 @trainer_step
 def gate(config_json: str, auprc: float, roc_auc: float, holdout: Input[Dataset]) -> NamedTuple(  # type: ignore[valid-type]
-    "GateOutputs", [("passed", bool), ("reason", str)]
+    "GateOutputs", [("passed", bool), ("reason", str), ("champion", str)]
 ):
-    """Pass only above the configured bars and no worse than the deployed model on this holdout."""
+    """Pass only above the configured bars and no worse than the deployed model on this holdout.
+
+    ``champion`` is the version judged against ("" when none was deployed): the deploy
+    step swaps only if it is still the champion, so a judgement never outlives its state.
+    """
     from collections import namedtuple
 
     import pandas as pd
@@ -39,5 +43,5 @@ def gate(config_json: str, auprc: float, roc_auc: float, holdout: Input[Dataset]
             cfg=cfg.gate,
         )
         print(decision.reason)
-    GateOutputs = namedtuple("GateOutputs", ["passed", "reason"])
-    return GateOutputs(decision.passed, decision.reason)
+    GateOutputs = namedtuple("GateOutputs", ["passed", "reason", "champion"])
+    return GateOutputs(decision.passed, decision.reason, champion.version if champion else "")

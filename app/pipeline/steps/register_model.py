@@ -7,9 +7,13 @@ from app.pipeline.steps import trainer_step
 
 @trainer_step
 def register_model(
-    config_json: str, model: Input[Model], snapshot_id: str, metrics_json: str
+    config_json: str, model: Input[Model], snapshot_id: str, run_name: str, metrics_json: str
 ) -> str:
-    """Record the candidate as the next model version; return that version."""
+    """Record the candidate as the next model version; return that version.
+
+    Registration is idempotent per (``snapshot_id``, ``run_name``): a retried run gets
+    the version it registered before, not a second copy.
+    """
     import json
     from pathlib import Path
 
@@ -25,6 +29,7 @@ def register_model(
         version = Backends(RuntimeConfig.from_json(config_json)).registry.register(
             artifact_path=artifact,
             snapshot_id=snapshot_id,
+            run_name=run_name,
             threshold=candidate.threshold,
             metrics=json.loads(metrics_json),
             params=candidate.params,

@@ -86,6 +86,7 @@ def test_run_gate_passed_registers_and_deploys_v0001(runs: Runs) -> None:
     assert runs.deployed_between == "v0001"
     version = _registry(runs.cfg).get("v0001")
     assert version.snapshot_id == runs.snapshot_id
+    assert version.run_name == "r1"  # the run's name reached the register step
     assert version.metrics["auprc"] == result.metrics["auprc"]
     # Each step reported its end as data; the rejected branch's step never ran.
     assert dict(result.steps) == {
@@ -126,6 +127,7 @@ def test_run_gate_rejected_for_regression_keeps_pointer_and_skips_register(
     live = endpoint.deployed()
     assert live is not None and live.version == "v0001"
     assert [d.version for d in endpoint.history()] == ["v0001"]
+    assert endpoint.traffic() == {"v0001": 100}
     assert [v.version for v in _registry(runs.cfg).list_versions()] == ["v0001"]
     # The gate-passed branch never ran: no step directory was created for it.
     assert not list((home / "pipeline_root" / "r2").glob("*/register-model"))
@@ -139,7 +141,7 @@ def test_run_deployed_model_scores_through_the_endpoint(runs: Runs, home: Path) 
     row = synthetic_training_frame(10, seed=99).iloc[0]
     features = {name: float(row[name]) for name in MODEL_FEATURES}
 
-    prediction = _endpoint(home).predict(features)
+    prediction = _endpoint(home).predict(features, routing_key="card-1")
 
     assert prediction.model_version == "v0001"
     assert prediction.threshold == runs.passed.metrics["threshold"]

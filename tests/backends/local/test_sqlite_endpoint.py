@@ -1,18 +1,33 @@
 from __future__ import annotations
 
+import multiprocessing
 import shutil
+import sqlite3
+import uuid
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from app.backends.local.sqlite_endpoint import SQLiteModelEndpoint
 from app.backends.local.sqlite_registry import SQLiteModelRegistry
-from app.core.errors import BackendUnavailableError, InvalidInputError, NotFoundError
+from app.core import cards
+from app.core.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+)
 from app.core.model.artifact import MODEL_FILE, load_model
 from app.core.model.features import feature_row
-from app.core.records import ModelVersion
+from app.core.records import ModelVersion, traffic_bucket
 from app.core.schema import MODEL_FEATURES
 from tests.support.synthetic import synthetic_training_frame
+
+KEY = b"k" * 32
+CARD = "card-1"
 
 
 def _features(row: int = 0) -> dict[str, float | None]:
@@ -24,31 +39,53 @@ def _register(registry: SQLiteModelRegistry, model_dir: Path, threshold: float) 
     return registry.register(
         artifact_path=model_dir,
         snapshot_id="snap-1",
+        run_name=f"run-{uuid.uuid4().hex[:8]}",
         threshold=threshold,
         metrics={"auprc": 0.9},
         params={},
     )
 
 
+def _card_ids(count: int) -> list[str]:
+    """Routing keys as the scorer passes them: cards' HMAC ids."""
+    return [cards.card_id(cards.make_card_number(i), KEY) for i in range(count)]
+
+
+def _canary(endpoint: SQLiteModelEndpoint, percent: int) -> SQLiteModelEndpoint:
+    return SQLiteModelEndpoint(endpoint.db_path, endpoint.registry, canary_traffic_percent=percent)
+
+
+@pytest.fixture
+def versions(
+    registry: SQLiteModelRegistry, model_dirs: tuple[Path, Path]
+) -> tuple[ModelVersion, ModelVersion, ModelVersion]:
+    return (
+        _register(registry, model_dirs[0], threshold=0.3),
+        _register(registry, model_dirs[1], threshold=0.6),
+        _register(registry, model_dirs[0], threshold=0.45),
+    )
+
+
 def test_deployed_fresh_registry_returns_none(endpoint: SQLiteModelEndpoint) -> None:
     assert endpoint.deployed() is None
+    assert endpoint.traffic() == {}
 
 
 def test_predict_with_nothing_deployed_raises_backend_unavailable(
     endpoint: SQLiteModelEndpoint,
 ) -> None:
     with pytest.raises(BackendUnavailableError, match="no model is deployed"):
-        endpoint.predict(_features())
+        endpoint.predict(_features(), routing_key=CARD)
 
 
 def test_predict_after_deploy_scores_with_that_version_and_its_threshold(
     registry: SQLiteModelRegistry, endpoint: SQLiteModelEndpoint, model_dirs: tuple[Path, Path]
 ) -> None:
     version = _register(registry, model_dirs[0], threshold=0.37)
-    endpoint.deploy(version)
+    assert endpoint.deploy(version, expected_champion=None) == {"v0001": 100}
     expected = load_model(model_dirs[0]).predict(feature_row(_features()))[0]
 
-    prediction = endpoint.predict(_features())
+    prediction = endpoint.predict(_features(), routing_key=CARD)
 
     assert prediction.model_version == "v0001"
     assert prediction.threshold == 0.37
@@ -56,16 +93,17 @@ def test_predict_after_deploy_scores_with_that_version_and_its_threshold(
     assert endpoint.deployed() == version
 
 
-def test_predict_pointer_switched_by_another_instance_uses_the_new_model(
-    registry: SQLiteModelRegistry, endpoint: SQLiteModelEndpoint, model_dirs: tuple[Path, Path]
+def test_predict_split_switched_by_another_instance_uses_the_new_model(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...], model_dirs: tuple[Path, Path]
 ) -> None:
-    first = _register(registry, model_dirs[0], threshold=0.3)
-    second = _register(registry, model_dirs[1], threshold=0.6)
-    endpoint.deploy(first)
-    before = endpoint.predict(_features())
+    first, second, _ = versions
+    endpoint.deploy(first, expected_champion=None)
+    before = endpoint.predict(_features(), routing_key=CARD)
 
-    SQLiteModelEndpoint(endpoint.db_path, endpoint.registry).deploy(second)
-    after = endpoint.predict(_features())
+    SQLiteModelEndpoint(endpoint.db_path, endpoint.registry).deploy(
+        second, expected_champion="v0001"
+    )
+    after = endpoint.predict(_features(), routing_key=CARD)
 
     expected = load_model(model_dirs[1]).predict(feature_row(_features()))[0]
     assert (before.model_version, after.model_version) == ("v0001", "v0002")
@@ -74,83 +112,386 @@ def test_predict_pointer_switched_by_another_instance_uses_the_new_model(
     assert after.probability != pytest.approx(before.probability)
 
 
-def test_deploy_records_history_with_previous_version_and_ordered_timestamps(
-    registry: SQLiteModelRegistry, endpoint: SQLiteModelEndpoint, model_dirs: tuple[Path, Path]
+def test_deploy_default_config_replaces_the_champion_and_records_history(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
 ) -> None:
-    first = _register(registry, model_dirs[0], threshold=0.3)
-    second = _register(registry, model_dirs[1], threshold=0.6)
+    first, second, _ = versions
 
-    for version in (first, second, first):
-        endpoint.deploy(version)
+    endpoint.deploy(first, expected_champion=None)
+    endpoint.deploy(second, expected_champion="v0001")
+    endpoint.deploy(first, expected_champion="v0002")
 
     history = endpoint.history()
-    assert [(h.version, h.previous) for h in history] == [
-        ("v0001", None),
-        ("v0002", "v0001"),
-        ("v0001", "v0002"),
+    assert [(h.version, h.previous, h.action, h.percent) for h in history] == [
+        ("v0001", None, "deploy", 100),
+        ("v0002", "v0001", "deploy", 100),
+        ("v0001", "v0002", "deploy", 100),
     ]
     assert [h.deployed_at for h in history] == sorted(h.deployed_at for h in history)
     assert endpoint.deployed() == first
+    assert endpoint.traffic() == {"v0001": 100}
 
 
-def test_deploy_unregistered_version_raises_not_found_and_keeps_pointer(
-    registry: SQLiteModelRegistry, endpoint: SQLiteModelEndpoint, model_dirs: tuple[Path, Path]
+def test_deploy_canary_share_100_means_all_traffic(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
 ) -> None:
-    live = _register(registry, model_dirs[0], threshold=0.3)
-    endpoint.deploy(live)
-    stranger = ModelVersion("v0099", "snap-9", "/nowhere", 0.5, {})
+    full = _canary(endpoint, 100)
+    full.deploy(versions[0], expected_champion=None)
 
-    with pytest.raises(NotFoundError, match="'v0099' is not registered"):
-        endpoint.deploy(stranger)
+    assert full.deploy(versions[1], expected_champion="v0001") == {"v0002": 100}
+    assert full.traffic() == {"v0002": 100}
 
-    assert endpoint.deployed() == live
+
+def test_deploy_first_version_with_a_canary_share_takes_all_traffic(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    # With no champion there is nothing to compare a canary against.
+    assert _canary(endpoint, 20).deploy(versions[0], expected_champion=None) == {"v0001": 100}
+
+
+def test_deploy_at_canary_share_keeps_the_champion_for_the_rest(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    canary = _canary(endpoint, 20)
+    canary.deploy(versions[0], expected_champion=None)
+
+    split = canary.deploy(versions[1], expected_champion="v0001")
+
+    assert split == {"v0001": 80, "v0002": 20}
+    assert list(canary.traffic()) == ["v0001", "v0002"]  # champion first
+    assert canary.deployed() == versions[0]
+    assert endpoint.traffic() == split  # the split is the file's, not the instance's
+    assert (endpoint.history()[-1].action, endpoint.history()[-1].percent) == ("canary", 20)
+
+
+def test_predict_during_canary_routes_keys_by_hash_within_3_percent_and_sticks(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...], model_dirs: tuple[Path, Path]
+) -> None:
+    canary = _canary(endpoint, 20)
+    canary.deploy(versions[0], expected_champion=None)
+    canary.deploy(versions[1], expected_champion="v0001")
+    features = _features()
+    expected = {
+        "v0001": (load_model(model_dirs[0]).predict(feature_row(features))[0], 0.3),
+        "v0002": (load_model(model_dirs[1]).predict(feature_row(features))[0], 0.6),
+    }
+    keys = _card_ids(10_000)
+
+    first = {k: canary.predict(features, routing_key=k) for k in keys}
+
+    counts = Counter(p.model_version for p in first.values())
+    assert abs(counts["v0002"] / len(keys) - 0.20) <= 0.03
+    assert counts["v0001"] + counts["v0002"] == len(keys)
+    for key, prediction in first.items():
+        # Each response is wholly one version's: its model's score and its threshold.
+        probability, threshold = expected[prediction.model_version]
+        assert prediction.probability == pytest.approx(probability)
+        assert prediction.threshold == threshold
+        assert (prediction.model_version == "v0002") == (traffic_bucket(key) < 20)
+    # Another instance (another process, in production) routes every key the same way.
+    again = SQLiteModelEndpoint(endpoint.db_path, endpoint.registry)
+    for key in keys[:1000]:
+        assert again.predict(features, routing_key=key).model_version == (first[key].model_version)
+
+
+def test_deploy_stale_expected_champion_raises_conflict_and_changes_nothing(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    first, second, third = versions
+    endpoint.deploy(first, expected_champion=None)
+    endpoint.deploy(second, expected_champion="v0001")  # another run promoted meanwhile
+    before = (endpoint.traffic(), endpoint.history())
+
+    with pytest.raises(ConflictError, match="champion is v0002, not v0001"):
+        endpoint.deploy(third, expected_champion="v0001")
+    with pytest.raises(ConflictError, match="champion is v0002, not nothing"):
+        endpoint.deploy(third, expected_champion=None)
+    with pytest.raises(ConflictError):
+        _canary(endpoint, 20).deploy(third, expected_champion="v0001")
+
+    assert (endpoint.traffic(), endpoint.history()) == before
+
+
+@pytest.mark.parametrize(
+    ("percent", "split"), [(0, {"v0002": 100}), (20, {"v0001": 80, "v0002": 20})]
+)
+def test_deploy_retried_after_it_succeeded_changes_nothing(
+    endpoint: SQLiteModelEndpoint,
+    versions: tuple[ModelVersion, ...],
+    percent: int,
+    split: dict[str, int],
+) -> None:
+    first, second, _ = versions
+    serving = _canary(endpoint, percent)
+    serving.deploy(first, expected_champion=None)
+    serving.deploy(second, expected_champion="v0001")
+    history = endpoint.history()
+
+    # The retried step carries the gate's expectation, stale once a full deploy landed.
+    assert serving.deploy(second, expected_champion="v0001") == split
+    assert endpoint.history() == history
+
+
+def _deploy_in_child(db_path: Path, registry_path: Path, artifacts: Path, version: str) -> str:
+    registry = SQLiteModelRegistry(registry_path, artifacts)
+    endpoint = SQLiteModelEndpoint(db_path, registry)
+    try:
+        endpoint.deploy(registry.get(version), expected_champion="v0001")
+    except ConflictError:
+        return "conflict"
+    return "deployed"
+
+
+def test_deploy_two_runs_at_once_against_the_same_champion_only_one_promotes(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    registry = endpoint.registry
+    assert isinstance(registry, SQLiteModelRegistry)
+    endpoint.deploy(versions[0], expected_champion=None)
+    args = (endpoint.db_path, registry.db_path, registry.artifacts_dir)
+
+    # Spawned, not forked: a child forked after LightGBM's OpenMP threads ran can hang.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=2, mp_context=spawn) as pool:
+        futures = [pool.submit(_deploy_in_child, *args, v) for v in ("v0002", "v0003")]
+        outcomes = [f.result() for f in futures]
+
+    assert sorted(outcomes) == ["conflict", "deployed"]
+    winner = "v0002" if outcomes[0] == "deployed" else "v0003"
+    assert endpoint.traffic() == {winner: 100}
+    assert [h.version for h in endpoint.history()] == ["v0001", winner]
+
+
+def test_deploy_a_new_canary_undeploys_the_one_it_replaces(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    first, second, third = versions
+    canary = _canary(endpoint, 25)
+    canary.deploy(first, expected_champion=None)
+    canary.deploy(second, expected_champion="v0001")
+    for key in _card_ids(50):  # load both serving versions into memory
+        canary.predict(_features(), routing_key=key)
+
+    split = canary.deploy(third, expected_champion="v0001")
+
+    assert split == {"v0001": 75, "v0003": 25}
+    served = {canary.predict(_features(), routing_key=k).model_version for k in _card_ids(200)}
+    assert served == {"v0001", "v0003"}
+    # Only the two versions of the split stay loaded.
+    assert set(canary._loaded) == {"v0001", "v0003"}
+
+
+def test_deploy_full_over_a_canary_leaves_only_the_new_version(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    first, second, third = versions
+    _canary(endpoint, 25).deploy(first, expected_champion=None)
+    _canary(endpoint, 25).deploy(second, expected_champion="v0001")
+
+    assert endpoint.deploy(third, expected_champion="v0001") == {"v0003": 100}
+
+
+def test_promote_gives_the_canary_all_traffic_as_champion(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    first, second, _ = versions
+    canary = _canary(endpoint, 10)
+    canary.deploy(first, expected_champion=None)
+    canary.deploy(second, expected_champion="v0001")
+
+    assert endpoint.promote() == {"v0002": 100}
+
+    assert endpoint.deployed() == second
+    assert {endpoint.predict(_features(), routing_key=k).model_version for k in _card_ids(50)} == {
+        "v0002"
+    }
+    last = endpoint.history()[-1]
+    assert (last.version, last.previous, last.action, last.percent) == (
+        "v0002",
+        "v0001",
+        "promote",
+        100,
+    )
+
+
+def test_promote_without_a_canary_raises_conflict_and_changes_nothing(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    with pytest.raises(ConflictError, match="no canary to promote"):
+        endpoint.promote()
+    endpoint.deploy(versions[0], expected_champion=None)
+
+    with pytest.raises(ConflictError, match="no canary to promote; v0001 has all traffic"):
+        endpoint.promote()
+
+    assert endpoint.traffic() == {"v0001": 100}
     assert len(endpoint.history()) == 1
 
 
-def test_deploy_version_with_corrupt_artifact_raises_backend_unavailable_and_keeps_pointer(
+def test_rollback_with_a_canary_drops_it(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    first, second, _ = versions
+    canary = _canary(endpoint, 10)
+    canary.deploy(first, expected_champion=None)
+    canary.deploy(second, expected_champion="v0001")
+
+    assert endpoint.rollback() == {"v0001": 100}
+
+    assert endpoint.deployed() == first
+    last = endpoint.history()[-1]
+    assert (last.version, last.previous, last.action) == ("v0001", "v0002", "rollback")
+
+
+def test_rollback_without_a_canary_redeploys_the_version_the_champion_replaced(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...], model_dirs: tuple[Path, Path]
+) -> None:
+    first, second, _ = versions
+    canary = _canary(endpoint, 10)
+    canary.deploy(first, expected_champion=None)
+    canary.deploy(second, expected_champion="v0001")
+    canary.promote()
+
+    assert endpoint.rollback() == {"v0001": 100}
+
+    prediction = endpoint.predict(_features(), routing_key=CARD)
+    assert (prediction.model_version, prediction.threshold) == ("v0001", 0.3)
+    expected = load_model(model_dirs[0]).predict(feature_row(_features()))[0]
+    assert prediction.probability == pytest.approx(expected)
+
+
+def test_rollback_repeated_walks_back_the_history_then_raises_conflict(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    first, second, third = versions
+    endpoint.deploy(first, expected_champion=None)
+    endpoint.deploy(second, expected_champion="v0001")
+    endpoint.deploy(third, expected_champion="v0002")
+
+    # Back along the chain of replacements, not to and fro between the last two.
+    assert endpoint.rollback() == {"v0002": 100}
+    assert endpoint.rollback() == {"v0001": 100}
+    before = endpoint.history()
+    with pytest.raises(ConflictError, match="v0001 was the first version deployed"):
+        endpoint.rollback()
+
+    assert endpoint.history() == before
+    assert endpoint.traffic() == {"v0001": 100}
+
+
+def test_rollback_with_nothing_deployed_raises_conflict(endpoint: SQLiteModelEndpoint) -> None:
+    with pytest.raises(ConflictError, match="nothing is deployed"):
+        endpoint.rollback()
+
+
+def test_rollback_to_a_version_whose_artifact_is_gone_raises_and_keeps_the_champion(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    first, second, _ = versions
+    endpoint.deploy(first, expected_champion=None)
+    endpoint.deploy(second, expected_champion="v0001")
+    shutil.rmtree(first.artifact_uri)
+
+    with pytest.raises(BackendUnavailableError, match="v0001 .* cannot be loaded"):
+        SQLiteModelEndpoint(endpoint.db_path, endpoint.registry).rollback()
+
+    assert endpoint.traffic() == {"v0002": 100}
+
+
+def test_endpoint_file_from_before_canaries_keeps_its_version_and_history(
+    tmp_path: Path, registry: SQLiteModelRegistry, versions: tuple[ModelVersion, ...]
+) -> None:
+    db = tmp_path / "old-endpoint.sqlite"
+    with sqlite3.connect(db) as old:  # the schema as the one-version endpoint made it
+        old.executescript(
+            """
+            CREATE TABLE deployment (
+                slot TEXT PRIMARY KEY CHECK (slot = 'live'), version TEXT NOT NULL,
+                deployed_at TEXT NOT NULL);
+            CREATE TABLE deployment_history (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, version TEXT NOT NULL, previous TEXT,
+                deployed_at TEXT NOT NULL);
+            INSERT INTO deployment VALUES ('live', 'v0002', '2024-01-02');
+            INSERT INTO deployment_history (version, previous, deployed_at)
+                VALUES ('v0001', NULL, '2024-01-01'), ('v0002', 'v0001', '2024-01-02');
+            """
+        )
+
+    endpoint = SQLiteModelEndpoint(db, registry, canary_traffic_percent=30)
+
+    assert endpoint.traffic() == {"v0002": 100}
+    assert [(h.action, h.percent) for h in endpoint.history()] == [("deploy", 100)] * 2
+    assert endpoint.deploy(versions[2], expected_champion="v0002") == {"v0002": 70, "v0003": 30}
+    assert endpoint.rollback() == {"v0002": 100}
+    assert endpoint.rollback() == {"v0001": 100}  # from the history the old release kept
+
+
+def test_endpoint_canary_share_out_of_range_raises_config_error(
+    endpoint: SQLiteModelEndpoint,
+) -> None:
+    with pytest.raises(ConfigError, match="0..100, not 101"):
+        _canary(endpoint, 101)
+
+
+def test_deploy_unregistered_version_raises_not_found_and_keeps_split(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    endpoint.deploy(versions[0], expected_champion=None)
+    stranger = ModelVersion("v0099", "snap-9", "/nowhere", 0.5, {})
+
+    with pytest.raises(NotFoundError, match="'v0099' is not registered"):
+        endpoint.deploy(stranger, expected_champion="v0001")
+
+    assert endpoint.deployed() == versions[0]
+    assert len(endpoint.history()) == 1
+
+
+def test_deploy_version_with_corrupt_artifact_raises_backend_unavailable_and_keeps_split(
     registry: SQLiteModelRegistry, endpoint: SQLiteModelEndpoint, model_dirs: tuple[Path, Path]
 ) -> None:
     live = _register(registry, model_dirs[0], threshold=0.3)
     broken = _register(registry, model_dirs[1], threshold=0.6)
-    endpoint.deploy(live)
+    endpoint.deploy(live, expected_champion=None)
     (Path(broken.artifact_uri) / MODEL_FILE).write_text("garbage")
 
     with pytest.raises(BackendUnavailableError, match="v0002 .* cannot be loaded"):
-        endpoint.deploy(broken)
+        _canary(endpoint, 20).deploy(broken, expected_champion="v0001")
 
-    assert endpoint.deployed() == live
-    assert endpoint.predict(_features()).model_version == "v0001"
+    assert endpoint.traffic() == {"v0001": 100}
+    assert endpoint.predict(_features(), routing_key=CARD).model_version == "v0001"
 
 
 def test_predict_deployed_artifact_deleted_raises_backend_unavailable(
     registry: SQLiteModelRegistry, endpoint: SQLiteModelEndpoint, model_dirs: tuple[Path, Path]
 ) -> None:
     version = _register(registry, model_dirs[0], threshold=0.3)
-    endpoint.deploy(version)
+    endpoint.deploy(version, expected_champion=None)
     shutil.rmtree(version.artifact_uri)
 
     with pytest.raises(BackendUnavailableError, match="v0001 .* cannot be loaded"):
-        SQLiteModelEndpoint(endpoint.db_path, endpoint.registry).predict(_features())
+        SQLiteModelEndpoint(endpoint.db_path, endpoint.registry).predict(
+            _features(), routing_key=CARD
+        )
 
 
 def test_predict_missing_feature_raises_invalid_input_naming_it(
     registry: SQLiteModelRegistry, endpoint: SQLiteModelEndpoint, model_dirs: tuple[Path, Path]
 ) -> None:
-    endpoint.deploy(_register(registry, model_dirs[0], threshold=0.3))
+    endpoint.deploy(_register(registry, model_dirs[0], threshold=0.3), expected_champion=None)
     features = _features()
     del features["card_amount_zscore_24h"]
 
     with pytest.raises(InvalidInputError, match="missing feature 'card_amount_zscore_24h'"):
-        endpoint.predict(features)
+        endpoint.predict(features, routing_key=CARD)
 
 
 def test_predict_null_feature_is_scored_as_missing(
     registry: SQLiteModelRegistry, endpoint: SQLiteModelEndpoint, model_dirs: tuple[Path, Path]
 ) -> None:
-    endpoint.deploy(_register(registry, model_dirs[0], threshold=0.3))
+    endpoint.deploy(_register(registry, model_dirs[0], threshold=0.3), expected_champion=None)
     features = _features()
     features["secs_since_prev_txn"] = None
 
-    prediction = endpoint.predict(features)
+    prediction = endpoint.predict(features, routing_key=CARD)
 
     assert 0.0 <= prediction.probability <= 1.0

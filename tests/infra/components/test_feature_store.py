@@ -62,6 +62,8 @@ def test_feature_store_deletion_protection_protects_store() -> None:
     [
         ({"min_nodes": 0}, "min_nodes"),
         ({"min_nodes": 5, "max_nodes": 4}, "max_nodes"),
+        ({"min_nodes": 1, "max_nodes": 11}, "max_nodes"),  # Bigtable: at most 10x min
+        ({"min_nodes": 3, "max_nodes": 31}, "max_nodes"),
         ({"cpu_target": 95}, "cpu_target"),
         ({"store_id": "has-hyphen"}, "store_id"),
         ({"entity_id_column": ""}, "entity_id_column"),
@@ -72,6 +74,10 @@ def test_feature_store_args_invalid_value_raises_naming_field(
 ) -> None:
     with pytest.raises(ValueError, match=f"FeatureStoreArgs.{field}"):
         _args(**overrides).validate()
+
+
+def test_feature_store_args_max_nodes_ten_times_min_nodes_validates() -> None:
+    _args(min_nodes=3, max_nodes=30).validate()
 
 
 @pytest.mark.parametrize("protect", [True, False])

@@ -10,6 +10,7 @@ import pytest
 
 from components.prediction_function import PredictionFunction, PredictionFunctionArgs
 from components.source_closure import module_closure
+from stacks.mocks import PROJECT_NUMBER
 from tests.infra.conftest import ROOT, assert_component_shape, run_component
 
 FUNCTION = "gcp:cloudfunctionsv2/function:Function"
@@ -166,8 +167,44 @@ def test_prediction_function_build_waits_for_build_grants(
 
     (fn,) = run.of_type(FUNCTION)
     grants = [r for r in run.registrations if r.name.startswith("prediction-build-")]
-    assert len(grants) == 3
+    assert len(grants) == 4
     assert {g.urn for g in grants} <= set(fn.depends_on)
+
+
+def test_prediction_function_build_account_gets_run_builder_rights_narrowly(
+    source_root: Path, tmp_path: Path
+) -> None:
+    run = run_component(lambda: _build(source_root, tmp_path))
+
+    member = "serviceAccount:fmo-test-build@p.iam.gserviceaccount.com"
+    grants = {
+        r.name.removeprefix("prediction-build-"): r
+        for r in run.registrations
+        if r.name.startswith("prediction-build-")
+    }
+    assert {g.inputs["member"] for g in grants.values()} == {member}
+    # roles/run.builder: storage.objects.get where the build fetches its source. Cloud
+    # Functions stages the archive in its own bucket, so the grant is held to that one.
+    staged = grants["staged-source-reader"]
+    assert staged.type == "gcp:projects/iAMMember:IAMMember"
+    assert staged.inputs["role"] == "roles/storage.objectViewer"
+    assert staged.inputs["condition"]["expression"] == (
+        'resource.name.startsWith("projects/_/buckets/'
+        f'gcf-v2-sources-{PROJECT_NUMBER}-us-central1")'
+    )
+    # ... and artifactregistry.repositories.deleteArtifacts, on the function's repository.
+    images = grants["image-writer"]
+    assert images.type == "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
+    assert (images.inputs["role"], images.inputs["repository"]) == (
+        "roles/artifactregistry.repoAdmin",
+        "fraud-mlops-test-functions",
+    )
+    unconditioned_project = [
+        g
+        for g in grants.values()
+        if g.type == "gcp:projects/iAMMember:IAMMember" and "condition" not in g.inputs
+    ]
+    assert [g.inputs["role"] for g in unconditioned_project] == ["roles/logging.logWriter"]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import pytest
 
 from components.security import (
     CMEK_CREATED_AGENTS,
+    PERIMETER_SERVICES,
     AuditLogs,
     AuditLogsArgs,
     KeyAccess,
@@ -11,7 +12,7 @@ from components.security import (
     Perimeter,
     PerimeterArgs,
 )
-from stacks.mocks import PROJECT_NUMBER
+from stacks.mocks import PROJECT_NUMBER, MockRun
 from tests.infra.conftest import assert_component_shape, run_component
 
 KEY = "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k"
@@ -92,6 +93,37 @@ def test_perimeter_enforced_puts_project_in_status() -> None:
     assert "spec" not in perimeter.inputs
 
 
+def _restricted(run: MockRun) -> list[str]:
+    (perimeter,) = run.of_type("gcp:accesscontextmanager/servicePerimeter:ServicePerimeter")
+    return list(perimeter.inputs["spec"]["restrictedServices"])
+
+
+def test_perimeter_with_kms_key_restricts_cloud_kms_and_artifact_registry() -> None:
+    run = run_component(
+        lambda: Perimeter(
+            "perimeter",
+            PerimeterArgs(project="p", access_policy="4242", perimeter_name="x", kms_key_name=KEY),
+        )
+    )
+
+    restricted = _restricted(run)
+    assert {"cloudkms.googleapis.com", "artifactregistry.googleapis.com"} <= set(restricted)
+    assert set(PERIMETER_SERVICES) <= set(restricted)
+    assert restricted == sorted(set(restricted))
+
+
+def test_perimeter_without_key_leaves_cloud_kms_out() -> None:
+    run = run_component(
+        lambda: Perimeter(
+            "perimeter", PerimeterArgs(project="p", access_policy="4242", perimeter_name="x")
+        )
+    )
+
+    restricted = _restricted(run)
+    assert "cloudkms.googleapis.com" not in restricted
+    assert set(restricted) == set(PERIMETER_SERVICES)
+
+
 @pytest.mark.parametrize(
     ("args", "field"),
     [
@@ -108,6 +140,18 @@ def test_perimeter_enforced_puts_project_in_status() -> None:
         (
             lambda: PerimeterArgs(project="p", access_policy="abc", perimeter_name="x"),
             "PerimeterArgs.access_policy",
+        ),
+        (
+            lambda: PerimeterArgs(
+                project="p", access_policy="1", perimeter_name="x", services=("bigquery",)
+            ),
+            "PerimeterArgs.services",
+        ),
+        (
+            lambda: PerimeterArgs(
+                project="p", access_policy="1", perimeter_name="x", kms_key_name="k"
+            ),
+            "PerimeterArgs.kms_key_name",
         ),
         (lambda: AuditLogsArgs(project="p", services=()), "AuditLogsArgs.services"),
     ],

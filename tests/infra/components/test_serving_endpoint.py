@@ -12,7 +12,7 @@ def _args(**overrides: object) -> ServingEndpointArgs:
     base: dict[str, object] = dict(
         project="fraud-mlops-test",
         region="us-central1",
-        endpoint_id="1234567890",
+        endpoint_id="fraud-mlops-test-serving",
         request_log_dataset_uri="bq://fraud-mlops-test.fraud_mlops_test_predictions",
         request_log_sampling_rate=0.25,
         deletion_protection=False,
@@ -26,7 +26,7 @@ def test_serving_endpoint_logs_requests_to_bigquery() -> None:
 
     assert_component_shape(run, "serving", "fraud-mlops:gcp:ServingEndpoint")
     (endpoint,) = run.of_type(ENDPOINT)
-    assert endpoint.inputs["name"] == "1234567890"
+    assert endpoint.inputs["name"] == "fraud-mlops-test-serving"
     assert endpoint.inputs["predictRequestResponseLoggingConfig"] == {
         "enabled": True,
         "samplingRate": 0.25,
@@ -55,11 +55,32 @@ def test_serving_endpoint_kms_key_encrypts_endpoint() -> None:
     assert endpoint.inputs["encryptionSpec"] == {"kmsKeyName": key}
 
 
+# CreateEndpointRequest.endpoint_id: up to 9 digits without a leading zero, or a
+# lowercase letter then up to 62 of [a-z0-9-], the last one not "-".
+VALID_IDS = ["1", "123456789", "a", "fraud-mlops-dev-serving", "e2", "a" + "b-1" * 20 + "cd"]
+INVALID_IDS = [
+    "1234567890",  # 10 digits: what the stack used to derive
+    "0123",  # leading zero
+    "12a",  # a number must be digits only
+    "Fraud",  # upper case
+    "fraud-",  # ends in a hyphen
+    "-fraud",  # starts with a hyphen
+    "fraud_mlops",  # underscore
+    "a" * 64,  # longer than 63
+    "",
+]
+
+
+@pytest.mark.parametrize("endpoint_id", VALID_IDS)
+def test_serving_endpoint_args_id_vertex_accepts_validates(endpoint_id: str) -> None:
+    assert len(endpoint_id) <= 63
+    _args(endpoint_id=endpoint_id).validate()
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        ({"endpoint_id": "0123"}, "endpoint_id"),
-        ({"endpoint_id": "fraud"}, "endpoint_id"),
+        *(({"endpoint_id": bad}, "endpoint_id") for bad in INVALID_IDS),
         ({"request_log_sampling_rate": 0.0}, "request_log_sampling_rate"),
         ({"request_log_sampling_rate": 1.5}, "request_log_sampling_rate"),
     ],

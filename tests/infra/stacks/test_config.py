@@ -53,6 +53,11 @@ def test_load_object_form_from_config_set_path_is_accepted() -> None:
             {"featureStore.minNodes": "4", "featureStore.maxNodes": "2"},
             "fraud-mlops:featureStore.maxNodes",
         ),
+        # Bigtable autoscaling rejects a maximum above 10x the minimum.
+        (
+            {"featureStore.minNodes": "1", "featureStore.maxNodes": "11"},
+            "fraud-mlops:featureStore.maxNodes: maxNodes must be at most 10 x minNodes",
+        ),
         ({"function.invokers": '["alice"]'}, "fraud-mlops:function.invokers"),
         ({"function.invokers": "[not json"}, "fraud-mlops:function.invokers"),
         (
@@ -71,6 +76,12 @@ def test_load_object_form_from_config_set_path_is_accepted() -> None:
 def test_load_invalid_value_error_names_the_key(values: dict[str, str], key: str) -> None:
     with pytest.raises(StackConfigError, match=key.replace(".", r"\.")):
         _load(**values)
+
+
+def test_load_max_nodes_ten_times_min_nodes_is_accepted() -> None:
+    cfg = _load(**{"featureStore.minNodes": "2", "featureStore.maxNodes": "20"})
+
+    assert (cfg.feature_store.min_nodes, cfg.feature_store.max_nodes) == (2, 20)
 
 
 def test_load_missing_required_key_names_it() -> None:

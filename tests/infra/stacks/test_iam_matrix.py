@@ -98,7 +98,9 @@ def test_iam_matrix_inference_reaches_only_view_endpoint_and_secret(dev_run: Moc
 
 
 def test_iam_table_project_level_grants_each_listed_once_with_reason() -> None:
-    project_level = [(g.member, g.role) for g in TABLE if g.resource == "project"]
+    project_level = [
+        (g.member, g.role) for g in TABLE if g.resource == "project" and not g.condition
+    ]
 
     assert len(project_level) == len(set(project_level))
     assert all(g.reason for g in TABLE)
@@ -110,6 +112,27 @@ def test_iam_table_project_level_grants_each_listed_once_with_reason() -> None:
         "custom:pipeline-launcher",
         "custom:training-pipeline",
     }
+
+
+def test_iam_table_build_account_holds_run_builder_rights_each_scoped() -> None:
+    build = {(g.role, g.resource): g for g in TABLE if g.member == "sa:build"}
+
+    # roles/run.builder's rights (Cloud Run's role for a build account), each scoped:
+    # logs on the project; objects.get on the function's source bucket and, held by a
+    # condition, on the bucket Cloud Functions stages it in; artifact upload, download
+    # and delete on the function's repository.
+    assert set(build) == {
+        ("roles/logging.logWriter", "project"),
+        ("roles/storage.objectViewer", "bucket:source"),
+        ("roles/storage.objectViewer", "project"),
+        ("roles/artifactregistry.repoAdmin", "repository"),
+    }
+    staged = build[("roles/storage.objectViewer", "project")]
+    assert staged.condition.format(number="N", region="R") == (
+        'resource.name.startsWith("projects/_/buckets/gcf-v2-sources-N-R")'
+    )
+    conditional = [g for g in TABLE if g.condition]
+    assert conditional == [staged]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

@@ -63,6 +63,24 @@ def test_plan_undeclared_binding_exits_nonzero(
     assert "undeclared binding" in capsys.readouterr().out
 
 
+def test_plan_binding_condition_differs_from_declared_exits_nonzero(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same member, role and resource under another condition is another binding.
+    staged = next(g for g in iam_matrix.TABLE if g.condition)
+    widened = dataclasses.replace(staged, condition="")
+    monkeypatch.setattr(
+        iam_matrix, "TABLE", tuple(widened if g is staged else g for g in iam_matrix.TABLE)
+    )
+
+    code = main(["--stack", "dev"])
+
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "undeclared binding: serviceAccount:fmo-dev-build@" in out
+    assert 'if resource.name.startsWith("projects/_/buckets/gcf-v2-sources-' in out
+
+
 def test_plan_custom_role_permission_drift_exits_nonzero(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

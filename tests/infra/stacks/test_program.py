@@ -8,11 +8,17 @@ from pathlib import Path
 import pytest
 
 from app.core.config import RuntimeConfig
+from app.pipeline.compile import compile_pipeline
 from components.orchestration import CONFIG_OBJECT
 from components.permissions import CUSTOM_ROLES, ENDPOINT_PREDICTOR, CustomRoleSpec
-from stacks.config import StackConfigError
-from stacks.mocks import MockRun
-from tests.infra.conftest import run_program
+from components.security import CMEK_PERIMETER_SERVICES
+from components.serving_endpoint import is_endpoint_id
+from components.training_pipeline import template_object_name
+from stacks import program
+from stacks.config import NAMESPACE, StackConfigError
+from stacks.mocks import MockRun, run_with_mocks
+from stacks.plan import stack_config
+from tests.infra.conftest import ROOT, make_source_tree, run_program
 
 COMPONENTS = {
     "services": "ProjectServices",
@@ -120,6 +126,17 @@ def test_program_runtime_config_parses_into_app_config_and_names_real_resources(
     template_bucket, template_object = cfg.pipeline.template_uri.removeprefix("gs://").split("/", 1)  # type: ignore[union-attr]
     assert (template_bucket, template_object) in objects
     assert cfg.pipeline.pipeline_root.removeprefix("gs://").split("/")[0] == template_bucket  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("stack_run", ["dev_run", "prod_run"])
+def test_program_endpoint_id_is_one_vertex_accepts_and_the_runtime_config_names(
+    stack_run: str, request: pytest.FixtureRequest
+) -> None:
+    run: MockRun = request.getfixturevalue(stack_run)
+    endpoint = _one(run, "gcp:vertex/aiEndpoint:AiEndpoint")
+
+    assert is_endpoint_id(endpoint["name"]), endpoint["name"]  # type: ignore[arg-type]
+    assert _config(run).endpoint.endpoint_id == endpoint["name"]  # type: ignore[union-attr]
 
 
 def test_program_runtime_config_is_injected_into_function_and_composer(dev_run: MockRun) -> None:
@@ -296,6 +313,62 @@ def test_program_vpc_perimeter_only_when_configured(tmp_path: Path, dev_run: Moc
     assert "accesscontextmanager.googleapis.com" in apis
 
 
+def _perimeter_services(run: MockRun) -> set[str]:
+    (perimeter,) = run.of_type("gcp:accesscontextmanager/servicePerimeter:ServicePerimeter")
+    return set(perimeter.inputs["spec"]["restrictedServices"])
+
+
+def test_program_perimeter_with_a_key_restricts_kms_and_artifact_registry(
+    tmp_path: Path,
+) -> None:
+    run = run_program("prod", tmp_path, **{"vpcServiceControls.accessPolicy": "987654"})
+
+    # Composer's CMEK setup in a perimeter needs both restricted.
+    assert {"cloudkms.googleapis.com", "artifactregistry.googleapis.com"} <= (
+        _perimeter_services(run)
+    )
+    assert set(CMEK_PERIMETER_SERVICES) <= _perimeter_services(run)
+
+
+def test_program_perimeter_restricts_every_data_api_the_stack_calls(tmp_path: Path) -> None:
+    run = run_program("dev", tmp_path, **{"vpcServiceControls.accessPolicy": "987654"})
+    enabled = {r.inputs["service"] for r in run.of_type("gcp:projects/service:Service")}
+
+    # Each enabled API is restricted, or left out for a stated reason.
+    not_restricted = {
+        "accesscontextmanager.googleapis.com": "the perimeter's own control plane",
+        "cloudbuild.googleapis.com": "VPC-SC covers private pools only; the function "
+        "builds on the default pool",
+        "cloudkms.googleapis.com": "only with a key (dev has none)",
+        "cloudresourcemanager.googleapis.com": "the deployer's project and IAM calls",
+        "iam.googleapis.com": "the deployer's service accounts and roles",
+        "logging.googleapis.com": "the function's builds log from outside the perimeter",
+    }
+    assert enabled - _perimeter_services(run) == set(not_restricted)
+    # The DAG mints the sync account's tokens from inside Composer.
+    assert "iamcredentials.googleapis.com" in _perimeter_services(run)
+
+
+# Each lookup the program makes, and the API it calls.
+LOOKUP_APIS = {
+    "gcp:organizations/getProject:getProject": "cloudresourcemanager.googleapis.com",
+    "gcp:bigquery/getDefaultServiceAccount:getDefaultServiceAccount": "bigquery.googleapis.com",
+    "gcp:storage/getProjectServiceAccount:getProjectServiceAccount": "storage.googleapis.com",
+}
+
+
+def test_program_lookups_are_issued_after_their_apis_are_enabled(tmp_path: Path) -> None:
+    # prod (a key) with a perimeter: every lookup the program has.
+    run = run_program("prod", tmp_path, **{"vpcServiceControls.accessPolicy": "987654"})
+    enabled = {r.inputs["service"]: r.urn for r in run.of_type("gcp:projects/service:Service")}
+
+    assert {i.token for i in run.invocations} == set(LOOKUP_APIS)
+    assert len(run.invocations) >= 5  # key access, landing, perimeter, function
+    for invocation in run.invocations:
+        api = LOOKUP_APIS[invocation.token]
+        assert enabled[api] in invocation.depends_on, (invocation.token, invocation.args)
+
+
 def test_program_runs_for_dev_then_prod_without_leaking_state(
     tmp_path: Path, dev_run: MockRun, prod_run: MockRun
 ) -> None:
@@ -313,6 +386,31 @@ def test_program_runs_for_dev_then_prod_without_leaking_state(
 def test_program_invalid_config_fails_naming_the_key(tmp_path: Path) -> None:
     with pytest.raises(StackConfigError, match=r"fraud-mlops:featureStore\.cpuTarget"):
         run_program("dev", tmp_path, **{"featureStore.cpuTarget": "99"})
+
+
+def test_program_without_a_prebuilt_template_compiles_and_uploads_the_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `pulumi preview` runs on a fresh checkout: the project's defaults, no build/.
+    build_dir = tmp_path / "build-dir"
+    monkeypatch.setattr(program, "BUILD_DIR", build_dir)
+    root = make_source_tree(tmp_path / "repo")
+    values = stack_config(ROOT, "dev")
+    assert not values.get(f"{NAMESPACE}:pipeline.templatePath")
+
+    run = run_with_mocks(lambda: program.main(root), project=NAMESPACE, stack="dev", config=values)
+
+    (template,) = [
+        r
+        for r in run.of_type("gcp:storage/bucketObject:BucketObject")
+        if r.name == "training-pipeline-template"
+    ]
+    uploaded = Path(template.inputs["source"].path)
+    expected = compile_pipeline(tmp_path / "expected.yaml").read_bytes()
+    assert uploaded.parent == build_dir and uploaded.read_bytes() == expected
+    assert template.inputs["name"] == template_object_name(uploaded)
+    assert _config(run).pipeline.template_uri.endswith("/" + template.inputs["name"])  # type: ignore[union-attr]
+    assert not (root / "build").exists()
 
 
 def test_program_missing_template_fails_naming_the_key(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ OUTPUTS = ResolvedOutputs(
     pipeline_root="gs://b/runs",
     template_uri="gs://b/templates/t.yaml",
     training_account="fmo-dev-train@p.iam.gserviceaccount.com",
-    endpoint_id="1234567890",
+    endpoint_id="fraud-mlops-dev-serving",
     landing_bucket="landing",
     landing_subscription="projects/p/subscriptions/s",
     composer_environment="fraud-mlops-dev",
@@ -55,6 +55,12 @@ def test_build_runtime_config_lineage_dataset_is_the_stacks_own() -> None:
 def test_build_runtime_config_bad_output_raises() -> None:
     with pytest.raises(ValidationError, match="pipeline_root"):
         build_runtime_config(CFG, dataclasses.replace(OUTPUTS, pipeline_root="/not/gcs"))
+
+
+def test_build_runtime_config_endpoint_id_vertex_rejects_raises() -> None:
+    # The app's VertexEndpointConfig takes any string: the stack holds the API's rule.
+    with pytest.raises(ValueError, match="endpoint_id: '1234567890'"):
+        build_runtime_config(CFG, dataclasses.replace(OUTPUTS, endpoint_id="1234567890"))
 
 
 class _BadDatasetIds(FakeGcp):

@@ -105,3 +105,11 @@ def test_infra_workflow_pulumi_jobs_put_uv_on_path_for_uv_toolchain() -> None:
     for job in jobs.values():
         runs = _runs(job)
         assert runs.index("make env") < runs.index('echo "$PWD/.tools/bin" >> "$GITHUB_PATH"')
+
+
+def test_infra_workflow_pulumi_jobs_have_no_manual_compile_step() -> None:
+    # The program compiles the pipeline it uploads: a compile step here would be a
+    # second, possibly different, source of the template.
+    for name, job in _pulumi_jobs(_workflow()).items():
+        assert "app.pipeline.compile" not in _runs(job), name
+        assert "make compile" not in _runs(job), name

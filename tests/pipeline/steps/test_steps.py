@@ -15,8 +15,8 @@ import pytest
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Model
 
 from app.backends import Backends
-from app.core.config import GateConfig, RuntimeConfig
-from app.core.errors import NotFoundError
+from app.core.config import GateConfig, LocalEndpointConfig, RuntimeConfig
+from app.core.errors import ConflictError, NotFoundError
 from app.core.records import SnapshotInfo
 from app.core.step_report import STEP_REPORT_DIR_ENV, read_reports
 from app.pipeline.steps.build_dataset import build_dataset
@@ -84,32 +84,114 @@ def test_gate_register_deploy_then_gate_again_against_the_champion(
     auprc, roc_auc, metrics_json = outputs["evaluated"]  # type: ignore[misc]
     holdout = outputs["data"]["holdout"]  # type: ignore[index]
     lenient = step_cfg.model_copy(update={"gate": GateConfig(min_auprc=0.0, min_roc_auc=0.0)})
-    passed, reason = gate.python_func(
+    passed, reason, champion = gate.python_func(
         config_json=lenient.to_json(), auprc=auprc, roc_auc=roc_auc, holdout=holdout
     )
     assert passed is True and reason.endswith("no model is deployed yet.")
+    assert champion == ""
 
-    version = register_model.python_func(
-        config_json=lenient.to_json(),
-        model=outputs["model"],
-        snapshot_id=snapshot.snapshot_id,
-        metrics_json=metrics_json,
-    )
+    def register(run_name: str) -> str:
+        version: str = register_model.python_func(
+            config_json=lenient.to_json(),
+            model=outputs["model"],
+            snapshot_id=snapshot.snapshot_id,
+            run_name=run_name,
+            metrics_json=metrics_json,
+        )
+        return version
+
+    version = register("train-1")
     assert version == "v0001"
-    assert deploy_model.python_func(config_json=lenient.to_json(), version=version) == version
+    # A retry of the same run's step gets the same version, not a second copy.
+    assert register("train-1") == "v0001"
+    assert [v.version for v in Backends(step_cfg).registry.list_versions()] == ["v0001"]
+    assert (
+        deploy_model.python_func(
+            config_json=lenient.to_json(), version=version, expected_champion=""
+        )
+        == version
+    )
     live = Backends(step_cfg).endpoint.deployed()
     assert live is not None and live.version == "v0001"
 
     # The same candidate against the champion it now is: equal AUPRC, no regression.
-    passed, reason = gate.python_func(
+    passed, reason, champion = gate.python_func(
         config_json=lenient.to_json(), auprc=auprc, roc_auc=roc_auc, holdout=holdout
     )
     assert passed is True and f"deployed v0001 scores AUPRC {auprc:.4f}" in reason
+    assert champion == "v0001"
     # A candidate a hair worse than the champion on the same rows is refused.
-    passed, reason = gate.python_func(
+    passed, reason, _ = gate.python_func(
         config_json=lenient.to_json(), auprc=auprc - 0.01, roc_auc=roc_auc, holdout=holdout
     )
     assert passed is False and "worse than deployed v0001's" in reason
+
+
+def test_deploy_model_champion_changed_since_the_gate_raises_conflict_as_data(
+    outputs: dict[str, object],
+    step_cfg: RuntimeConfig,
+    snapshot: SnapshotInfo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two runs judged against the same champion: the second deploy must not land."""
+    _, _, metrics_json = outputs["evaluated"]  # type: ignore[misc]
+    fresh = step_cfg.model_copy(
+        update={"endpoint": LocalEndpointConfig(path=tmp_path / "endpoint.sqlite")}
+    )
+    registered = [
+        register_model.python_func(
+            config_json=fresh.to_json(),
+            model=outputs["model"],
+            snapshot_id=snapshot.snapshot_id,
+            run_name=run_name,
+            metrics_json=metrics_json,
+        )
+        for run_name in ("run-a", "run-b")
+    ]
+    monkeypatch.setenv(STEP_REPORT_DIR_ENV, str(tmp_path / "reports"))
+    # Both gates saw an empty endpoint; run a deploys first.
+    deploy_model.python_func(
+        config_json=fresh.to_json(), version=registered[0], expected_champion=""
+    )
+
+    with pytest.raises(ConflictError, match=f"champion is {registered[0]}, not nothing"):
+        deploy_model.python_func(
+            config_json=fresh.to_json(), version=registered[1], expected_champion=""
+        )
+
+    assert Backends(fresh).endpoint.traffic() == {registered[0]: 100}
+    _, failure = read_reports(tmp_path / "reports")
+    assert failure is not None
+    assert (failure.task, failure.error_class) == ("deploy_model", "ConflictError")
+
+
+def test_deploy_model_at_a_canary_share_splits_traffic_with_the_champion(
+    outputs: dict[str, object], step_cfg: RuntimeConfig, snapshot: SnapshotInfo, tmp_path: Path
+) -> None:
+    _, _, metrics_json = outputs["evaluated"]  # type: ignore[misc]
+    canary = step_cfg.model_copy(
+        update={
+            "endpoint": LocalEndpointConfig(
+                path=tmp_path / "endpoint.sqlite", canary_traffic_percent=15
+            )
+        }
+    )
+    first, second = (
+        register_model.python_func(
+            config_json=canary.to_json(),
+            model=outputs["model"],
+            snapshot_id=snapshot.snapshot_id,
+            run_name=run_name,
+            metrics_json=metrics_json,
+        )
+        for run_name in ("run-c", "run-d")
+    )
+    deploy_model.python_func(config_json=canary.to_json(), version=first, expected_champion="")
+
+    deploy_model.python_func(config_json=canary.to_json(), version=second, expected_champion=first)
+
+    assert Backends(canary).endpoint.traffic() == {first: 85, second: 15}
 
 
 def test_keep_deployed_model_returns_no_version() -> None:

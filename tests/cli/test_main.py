@@ -1,0 +1,98 @@
+"""``fraud-mlops promote``, ``rollback`` and ``status`` on a real local home (SQLite, LightGBM)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.backends import Backends
+from app.cli.main import main
+from app.core.config import CONFIG_ENV, LocalEndpointConfig, RuntimeConfig
+from app.core.errors import ConflictError
+
+
+@pytest.fixture
+def canary_cfg(cfg: RuntimeConfig, monkeypatch: pytest.MonkeyPatch) -> RuntimeConfig:
+    assert isinstance(cfg.endpoint, LocalEndpointConfig)
+    canary = cfg.model_copy(
+        update={"endpoint": cfg.endpoint.model_copy(update={"canary_traffic_percent": 20})}
+    )
+    monkeypatch.setenv(CONFIG_ENV, canary.to_json())
+    return canary
+
+
+def _champion_and_canary(cfg: RuntimeConfig, model_dirs: tuple[Path, Path]) -> None:
+    services = Backends(cfg)
+    versions = [
+        services.registry.register(
+            artifact_path=model_dir,
+            snapshot_id="snap_0001_x",
+            run_name=f"run-{i}",
+            threshold=0.5,
+            metrics={"auprc": 0.5 + i / 10},
+            params={},
+        )
+        for i, model_dir in enumerate(model_dirs)
+    ]
+    services.endpoint.deploy(versions[0], expected_champion=None)
+    services.endpoint.deploy(versions[1], expected_champion="v0001")
+
+
+def test_promote_canary_prints_the_new_split_and_exits_0(
+    canary_cfg: RuntimeConfig, model_dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _champion_and_canary(canary_cfg, model_dirs)
+
+    assert main(["promote"]) == 0
+
+    assert capsys.readouterr().out == "traffic: v0002 100%\n"
+    assert Backends(canary_cfg).endpoint.traffic() == {"v0002": 100}
+
+
+def test_rollback_drops_the_canary_then_has_nothing_left_and_exits_with_conflicts_code(
+    canary_cfg: RuntimeConfig, model_dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _champion_and_canary(canary_cfg, model_dirs)
+
+    assert main(["rollback"]) == 0
+    assert capsys.readouterr().out == "traffic: v0001 100%\n"
+    assert main(["rollback"]) == ConflictError.exit_code == 5
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "error: v0001 was the first version deployed: nothing to roll back to" in captured.err
+    assert Backends(canary_cfg).endpoint.traffic() == {"v0001": 100}
+
+
+def test_promote_nothing_deployed_exits_with_conflicts_code(
+    canary_cfg: RuntimeConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["promote"]) == 5
+
+    assert capsys.readouterr().err == "error: no canary to promote\n"
+
+
+def test_status_shows_the_champion_and_the_canary_split(
+    canary_cfg: RuntimeConfig, model_dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _champion_and_canary(canary_cfg, model_dirs)
+
+    assert main(["status"]) == 0
+    text = capsys.readouterr().out
+    assert main(["status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+
+    assert "deployed: v0001 (snapshot snap_0001_x" in text
+    assert "traffic: v0001 80% (champion), v0002 20% (canary)" in text.splitlines()
+    assert data["traffic"] == {"v0001": 80, "v0002": 20}
+    assert data["deployed"]["version"] == "v0001"
+
+
+def test_status_nothing_deployed_says_so(
+    canary_cfg: RuntimeConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status"]) == 0
+
+    assert "traffic: nothing deployed" in capsys.readouterr().out.splitlines()
