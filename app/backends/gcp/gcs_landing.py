@@ -42,8 +42,6 @@ from pathlib import Path
 from typing import IO, Any, Self
 
 import google.cloud.storage as storage
-import requests
-import urllib3
 from google.api_core import retry as gretry
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
@@ -92,8 +90,7 @@ def _storage_seam(what: str) -> Iterator[None]:
             raise BackendUnavailableError(
                 f"{what}: the bytes received do not match the object's checksum"
             ) from exc
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise BackendUnavailableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        # Transport errors (requests, urllib3) are calls.seam's to translate.
 
 
 class GcsLandingZone:
