@@ -7,7 +7,12 @@ component builds BigQuery table schemas from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+from app.core.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BqType = Literal["FLOAT64", "INT64", "STRING", "TIMESTAMP", "BOOL"]
 
@@ -137,3 +142,17 @@ LINEAGE_TABLES: dict[str, tuple[Column, ...]] = {
         Column("finished_at", "TIMESTAMP", "When the run was recorded"),
     ),
 }
+
+
+# Raw columns a warehouse fills in itself when it loads a file; the loader supplies the rest.
+RAW_COMPUTED = frozenset({"ingest_id", "source_object", "event_time", "loaded_at"})
+RAW_FRAME_COLUMNS: tuple[str, ...] = tuple(c.name for c in RAW_SCHEMA if c.name not in RAW_COMPUTED)
+
+
+def require_raw_frame(frame: pd.DataFrame, source_object: str) -> None:
+    """Refuse a frame a warehouse cannot load: raw columns missing, or no rows."""
+    missing = [c for c in RAW_FRAME_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(f"frame lacks raw columns {missing}", location=source_object)
+    if frame.empty:
+        raise InvalidInputError("no rows to load", location=source_object)

@@ -53,11 +53,13 @@ from app.core.records import IngestRecord, IngestResult, PipelineResult, Snapsho
 from app.core.schema import (
     INGESTS,
     LINEAGE_TABLES,
+    RAW_FRAME_COLUMNS,
     RAW_SCHEMA,
     SNAPSHOTS,
     TRAINING_RUNS,
     TRAINING_SCHEMA,
     Column,
+    require_raw_frame,
 )
 
 # The stack's tables (components/warehouse_datasets.py names them).
@@ -67,8 +69,7 @@ TRAINING_TABLE = "transactions"
 # The lineage tables' schemas are written once, with the others, in app/core/schema.py.
 
 # What load_raw takes from the frame; the rest of raw is computed while loading.
-_COMPUTED = {"ingest_id", "source_object", "event_time", "loaded_at"}
-FRAME_COLUMNS: tuple[str, ...] = tuple(c.name for c in RAW_SCHEMA if c.name not in _COMPUTED)
+FRAME_COLUMNS = RAW_FRAME_COLUMNS
 
 # The staging table: raw without event_time (computed in the transaction), plus what the
 # transaction writes into the ingest record. All NULLABLE: raw's REQUIRED modes are
@@ -298,11 +299,7 @@ class BigQueryWarehouse(_BigQuery):
         content_hash: str,
         generation: int = 0,
     ) -> IngestResult:
-        missing = [c for c in FRAME_COLUMNS if c not in frame.columns]
-        if missing:
-            raise InvalidInputError(f"frame lacks raw columns {missing}", location=source_object)
-        if frame.empty:
-            raise InvalidInputError("no rows to load", location=source_object)
+        require_raw_frame(frame, source_object)
         # Known content is not even uploaded; the transaction checks again.
         known = self._ingest("content_hash = @content_hash", [_param("content_hash", content_hash)])
         if known is not None:

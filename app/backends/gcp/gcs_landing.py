@@ -45,6 +45,7 @@ import google.cloud.storage as storage
 from google.api_core import retry as gretry
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
+from app.backends._process import pid_alive
 from app.backends.gcp.calls import RETRY_STATUS, CallPolicy, is_transient, seam
 from app.core.config import GcsLandingConfig
 from app.core.errors import (
@@ -465,7 +466,7 @@ def sweep_dead_copies(parent: Path) -> int:
     removed = 0
     for entry in parent.glob(f"{_SCRATCH_PREFIX}*"):
         owner = _SCRATCH_OWNER.match(entry.name)
-        if owner is None or owner["ns"] != namespace or _alive(int(owner["pid"])):
+        if owner is None or owner["ns"] != namespace or pid_alive(int(owner["pid"])):
             continue
         try:
             info = entry.lstat()
@@ -481,13 +482,3 @@ def sweep_dead_copies(parent: Path) -> int:
 def _remove_scratch(scratch: Path, owner_pid: int) -> None:
     if os.getpid() == owner_pid:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

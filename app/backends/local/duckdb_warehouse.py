@@ -24,7 +24,7 @@ from app.core import sql
 from app.core.config import DuckDBWarehouseConfig
 from app.core.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from app.core.records import IngestRecord, IngestResult, PipelineResult, SnapshotInfo
-from app.core.schema import RAW_SCHEMA, Column
+from app.core.schema import RAW_FRAME_COLUMNS, RAW_SCHEMA, Column, require_raw_frame
 
 _DUCK_TYPES = {
     "FLOAT64": "DOUBLE",
@@ -177,14 +177,8 @@ class DuckDBWarehouse(_DuckDBFile):
         content_hash: str,
         generation: int = 0,
     ) -> IngestResult:
-        computed = {"ingest_id", "source_object", "event_time", "loaded_at"}
-        expected = [c.name for c in RAW_SCHEMA if c.name not in computed]
-        missing = [c for c in expected if c not in frame.columns]
-        if missing:
-            raise InvalidInputError(f"frame lacks raw columns {missing}", location=source_object)
-        if frame.empty:
-            raise InvalidInputError("no rows to load", location=source_object)
-        staged = frame[expected]
+        require_raw_frame(frame, source_object)
+        staged = frame[list(RAW_FRAME_COLUMNS)]
         with self._transaction() as con:
             # Content, not name, decides: the same bytes under another name add nothing.
             known = con.execute(

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from app.backends._process import pid_alive
 from app.core.config import LocalLandingConfig
 from app.core.errors import InvalidInputError, NotFoundError
 from app.core.records import LandedObject, LandingClaim, LocalCopy
@@ -183,7 +184,7 @@ class FolderLandingZone:
         requeued = 0
         for event_file in claimed.glob("*~*.json") if claimed.exists() else []:
             pid_text, original = event_file.name.split("~", 1)
-            if _alive(int(pid_text)):
+            if pid_alive(int(pid_text)):
                 continue
             try:
                 (self.events / "pending").mkdir(parents=True, exist_ok=True)
@@ -199,13 +200,3 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[3]
 CORE_SHARED = [
     "app/__init__.py",
     "app/backends/__init__.py",
+    "app/backends/_process.py",
     # The whole GCP backends package ships (lazy_packages): a role's kind picks its module
     # at run time, so none can be left out.
     "app/backends/gcp/__init__.py",
