@@ -39,6 +39,7 @@ lint: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m images.requirements --check
 
 typecheck: env
 	$(BIN)/mypy

@@ -228,6 +228,10 @@ class Access(Component):
             wh.predictions,
             "predictions",
         )
+        # Model uploads and batch predictions run as Vertex AI's agent: it copies each
+        # version's artifact from models/, and reads the gate's batch-score inputs and
+        # writes their predictions there.
+        self._bucket(vertex_agent, "vertex-agent", "roles/storage.objectUser", root, "root")
 
         self.register_outputs({"bindings": len(self.bindings)})
 

@@ -100,9 +100,30 @@ TRAINING_PIPELINE = CustomRoleSpec(
     groups=(
         PermissionGroup(
             "Model Registry: register_model uploads a version (a new model or a new version "
-            "of it); the gate and deploy steps read versions back by id or list them; the "
-            "upload operation is polled with models.get",
+            "of it; AutoML's model is copied in as one, which models.upload covers); the gate "
+            "and deploy steps read versions back by id or list them; the upload operation is "
+            "polled with models.get",
             ("aiplatform.models.get", "aiplatform.models.list", "aiplatform.models.upload"),
+        ),
+        PermissionGroup(
+            "labels each version with its snapshot and metrics, and the deploy step moves the "
+            "champion alias (models.mergeVersionAliases is an update of the model)",
+            ("aiplatform.models.update",),
+        ),
+        PermissionGroup(
+            "the automl trainer's Google Cloud Pipeline Components run as this account: a "
+            "tabular dataset from the run's export, an AutoML training pipeline, and a batch "
+            "prediction of validation and holdout rows; the gate batch-predicts an AutoML "
+            "champion on the same rows (cancelled if it overruns); each polled with its get",
+            (
+                "aiplatform.batchPredictionJobs.cancel",
+                "aiplatform.batchPredictionJobs.create",
+                "aiplatform.batchPredictionJobs.get",
+                "aiplatform.datasets.create",
+                "aiplatform.datasets.get",
+                "aiplatform.trainingPipelines.create",
+                "aiplatform.trainingPipelines.get",
+            ),
         ),
         PermissionGroup(
             "Vertex ML Metadata as KFP on Vertex AI Pipelines uses it: each step is an "

@@ -20,18 +20,25 @@ class TrainingPipelineArgs:
     project: str
     region: str
     bucket_name: str
-    template_path: Path
+    # The compiled template: a path, or an output that becomes one (compiled once the
+    # trainer image's digest is known).
+    template_path: pulumi.Input[str]
     deletion_protection: bool
     labels: Mapping[str, str] = field(default_factory=dict)
     kms_key_name: str | None = None
     kms_ready: Sequence[pulumi.Resource] = ()
 
     def validate(self) -> None:
-        if not self.template_path.is_file():
-            raise ValueError(
-                f"TrainingPipelineArgs.template_path: {self.template_path} does not exist; "
-                "compile the pipeline first"
-            )
+        if isinstance(self.template_path, str | Path):
+            _check_template(self.template_path)
+
+
+def _check_template(path: str | Path) -> str:
+    if not Path(path).is_file():
+        raise ValueError(
+            f"TrainingPipelineArgs.template_path: {path} does not exist; compile the pipeline first"
+        )
+    return str(path)
 
 
 def template_object_name(path: Path) -> str:
@@ -57,17 +64,24 @@ class TrainingPipeline(Component):
             depends_on=args.kms_ready,
         )
         # A new compile gets a new object, so a run in flight keeps its template.
-        object_name = template_object_name(args.template_path)
+        template = pulumi.Output.from_input(args.template_path).apply(_check_template)
+        object_name = template.apply(lambda p: template_object_name(Path(p)))
         self.template = gcp.storage.BucketObject(
             self.n("template"),
             bucket=self.bucket.name,
             name=object_name,
-            source=pulumi.FileAsset(str(args.template_path)),
+            source=template.apply(lambda p: pulumi.FileAsset(p)),
             content_type="application/x-yaml",
             opts=self.child(),
         )
         self.template_uri = pulumi.Output.concat("gs://", self.bucket.name, "/", object_name)
         self.pipeline_root = pulumi.Output.concat("gs://", self.bucket.name, "/runs")
+        # Each registered version's artifact directory (the registry copies it here).
+        self.model_root = pulumi.Output.concat("gs://", self.bucket.name, "/models")
         self.register_outputs(
-            {"pipeline_root": self.pipeline_root, "template_uri": self.template_uri}
+            {
+                "pipeline_root": self.pipeline_root,
+                "template_uri": self.template_uri,
+                "model_root": self.model_root,
+            }
         )

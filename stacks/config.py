@@ -15,6 +15,7 @@ from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from app.core.config import IMAGE_DIGEST_REF
 from components.feature_store import MAX_NODES_FACTOR
 
 NAMESPACE = "fraud-mlops"
@@ -24,6 +25,9 @@ _KMS_KEY = re.compile(
     r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
     r"/keyRings/[^/]+/cryptoKeys/[^/]+$"
 )
+
+
+_IMAGE_REF_OR_EMPTY = f"^$|{IMAGE_DIGEST_REF}"
 
 
 class StackConfigError(ValueError):
@@ -82,10 +86,22 @@ class ComposerSettings(_Group):
 
 class EndpointSettings(_Group):
     canary_traffic_percent: int = Field(default=0, ge=0, le=100, alias="canaryTrafficPercent")
+    # Each deployed version's machines (a canary has its own while both serve).
+    machine_type: str = Field(
+        default="n2-standard-2", pattern=r"^[a-z][a-z0-9]*-[a-z0-9-]+$", alias="machineType"
+    )
+    min_replicas: int = Field(default=1, ge=1, le=100, alias="minReplicas")
+    max_replicas: int = Field(default=2, ge=1, le=100, alias="maxReplicas")
     request_logging: bool = Field(default=True, alias="requestLogging")
     request_logging_sampling_rate: float = Field(
         default=1.0, gt=0.0, le=1.0, alias="requestLoggingSamplingRate"
     )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> EndpointSettings:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("maxReplicas must be >= minReplicas")
+        return self
 
 
 class FunctionSettings(_Group):
@@ -123,11 +139,33 @@ class LandingSettings(_Group):
         return self
 
 
+Trainer = Literal["custom", "automl"]
+
+
 class PipelineSettings(_Group):
     # Empty: the program compiles app/pipeline itself on every run. Else a prebuilt
     # template, relative to the project root, uploaded as it is.
     template_path: str = Field(default="", alias="templatePath")
-    trainer: Literal["custom", "automl"] = "custom"
+    trainer: Trainer = "custom"
+    # AutoML Tabular's budget per run, in milli node hours (1000 = one node hour).
+    automl_budget_milli_node_hours: int = Field(
+        default=1000, ge=1000, le=72000, alias="automlBudgetMilliNodeHours"
+    )
+
+
+class ImagesSettings(_Group):
+    """The trainer and serving images. Empty: the program builds and pushes both
+    (pulumi-docker-build, needs a Docker daemon). Else digest references built
+    elsewhere (the CI workflow), used as they are."""
+
+    trainer: str = Field(default="", pattern=_IMAGE_REF_OR_EMPTY)
+    serving: str = Field(default="", pattern=_IMAGE_REF_OR_EMPTY)
+
+    @model_validator(mode="after")
+    def _both(self) -> ImagesSettings:
+        if bool(self.trainer) != bool(self.serving):
+            raise ValueError("set both images.trainer and images.serving, or neither")
+        return self
 
 
 class CmekSettings(_Group):
@@ -175,6 +213,7 @@ class StackConfig(BaseModel):
     endpoint: EndpointSettings = EndpointSettings()
     function: FunctionSettings = FunctionSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    images: ImagesSettings = ImagesSettings()
     cmek: CmekSettings = CmekSettings()
     vpc_service_controls: VpcScSettings = Field(
         default_factory=VpcScSettings, alias="vpcServiceControls"

@@ -282,6 +282,14 @@ TABLE: tuple[Grant, ...] = (
         "dataset:predictions",
         "Vertex AI writes the endpoint's request/response log",
     ),
+    Grant(
+        "agent:aiplatform",
+        "roles/storage.objectUser",
+        "bucket:root",
+        "model uploads and batch predictions run as Vertex AI's agent: it copies each "
+        "version's artifact from models/, reads the gate's batch-score inputs and writes "
+        "their predictions; no bucket IAM or ACL changes",
+    ),
     *(
         Grant(
             f"agent:{agent}",

@@ -103,6 +103,10 @@ class FakeGcp(pulumi.runtime.Mocks):
         elif t == "gcp:storage/bucket:Bucket":
             rid = i["name"]
             out = {"url": f"gs://{i['name']}", "selfLink": f"https://storage/{i['name']}"}
+        elif t == "docker-build:index:Image":
+            # A pushed image: its digest as the registry would report it (stable per tag).
+            digest = "sha256:" + hashlib.sha256(i["tags"][0].encode()).hexdigest()
+            out = {"digest": digest, "ref": f"{i['tags'][0]}@{digest}"}
         elif t == "gcp:storage/bucketObject:BucketObject":
             rid = f"{i.get('bucket')}-{i.get('name')}"
             out = {"mediaLink": f"https://storage/{i.get('bucket')}/{i.get('name')}"}
@@ -154,6 +158,8 @@ class FakeGcp(pulumi.runtime.Mocks):
         if args.token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
             email = f"service-{self.number}@gs-project-accounts.iam.gserviceaccount.com"
             return {"emailAddress": email, "member": f"serviceAccount:{email}", "id": email}, []
+        if args.token == "gcp:organizations/getClientConfig:getClientConfig":
+            return {"accessToken": "mock-token", "project": project, "id": "client-config"}, []
         if args.token == "gcp:organizations/getProject:getProject":
             return {"number": self.number, "projectId": project, "id": f"projects/{project}"}, []
         if args.token == "gcp:bigquery/getDefaultServiceAccount:getDefaultServiceAccount":

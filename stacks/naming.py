@@ -89,6 +89,11 @@ class Names:
     def function_repository(self) -> str:
         return f"fraud-mlops-{self.env}-functions"
 
+    @property
+    def image_repository(self) -> str:
+        # The trainer and serving images (Docker format, Artifact Registry).
+        return f"fraud-mlops-{self.env}-images"
+
     def custom_role(self, kind: str) -> str:
         # Custom role ids allow no hyphens; a deleted id stays reserved for weeks,
         # so each stack keeps one stable id per role.

@@ -18,6 +18,7 @@ import pulumi
 
 from app.core.schema import FEATURE_VIEW_SCHEMA
 from components.access import Access, AccessArgs
+from components.container_images import ContainerImages, ContainerImagesArgs
 from components.feature_store import FeatureStore, FeatureStoreArgs
 from components.identity import Identity, IdentityArgs
 from components.landing import Landing, LandingArgs
@@ -43,7 +44,7 @@ from components.services import (
 from components.serving_endpoint import ServingEndpoint, ServingEndpointArgs
 from components.training_pipeline import TrainingPipeline, TrainingPipelineArgs
 from components.warehouse_datasets import WarehouseDatasets, WarehouseDatasetsArgs
-from stacks.config import NAMESPACE, StackConfig, from_pulumi
+from stacks.config import NAMESPACE, StackConfig, Trainer, from_pulumi
 from stacks.naming import ROLES, Names
 from stacks.runtime_config import ResolvedOutputs, build_runtime_config
 
@@ -59,8 +60,9 @@ COMPOSER_PACKAGES: dict[str, str] = {"sqlglot": "==30.30.0"}
 BUILD_DIR = Path(tempfile.gettempdir()) / "fraud-mlops-build"
 
 
-def compile_template(build_dir: Path) -> Path:
-    """Compile the KFP pipeline (``app.pipeline``) into ``build_dir``; returns the file.
+def compile_template(build_dir: Path, *, trainer: Trainer, image: str) -> Path:
+    """Compile the KFP pipeline (``app.pipeline``) for ``trainer`` on ``image`` into
+    ``build_dir``; returns the file.
 
     The file is named by its content, like the function's archive, so two runs on one
     machine (another checkout, another stack) never upload each other's template.
@@ -70,22 +72,31 @@ def compile_template(build_dir: Path) -> Path:
 
     build_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=build_dir) as scratch:
-        data = compile_pipeline(Path(scratch) / "pipeline.yaml").read_bytes()
+        data = compile_pipeline(
+            Path(scratch) / "pipeline.yaml", trainer=trainer, image=image
+        ).read_bytes()
     path = build_dir / f"fraud-training-{hashlib.sha256(data).hexdigest()[:16]}.yaml"
     if not path.is_file() or path.read_bytes() != data:
         # Replaced whole, so a concurrent run uploading the same name never reads half.
-        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
         partial.write_bytes(data)
         os.replace(partial, path)
     return path
 
 
-def template_path(cfg: StackConfig, root: Path, build_dir: Path | None = None) -> Path:
-    """The pipeline template the stack uploads: compiled by this run (preview too), so
-    what is uploaded is always this tree's pipeline and no step has to come first;
-    or the prebuilt file ``pipeline.templatePath`` names."""
+def check_template(cfg: StackConfig, root: Path, build_dir: Path | None = None) -> Path | None:
+    """Before any resource: the prebuilt template ``pipeline.templatePath`` names, or,
+    without one, a compile of this tree's pipeline (on the local image, which needs no
+    digest yet), so a pipeline that does not compile fails the run cleanly, preview too.
+    Returns the prebuilt template, if there is one.
+    """
     if not cfg.pipeline.template_path:
-        return compile_template(build_dir or BUILD_DIR)
+        from app.pipeline.compile import LOCAL_TRAINER_IMAGE
+
+        compile_template(
+            build_dir or BUILD_DIR, trainer=cfg.pipeline.trainer, image=LOCAL_TRAINER_IMAGE
+        )
+        return None
     path = Path(cfg.pipeline.template_path)
     path = path if path.is_absolute() else root / path
     if not path.is_file():
@@ -96,6 +107,14 @@ def template_path(cfg: StackConfig, root: Path, build_dir: Path | None = None) -
     return path
 
 
+def template_for(cfg: StackConfig, prebuilt: Path | None, trainer_image: str) -> str:
+    """The template to upload, as a path: the prebuilt one, or this tree's pipeline
+    compiled on the trainer image's digest (known once the image is pushed)."""
+    if prebuilt is not None:
+        return str(prebuilt)
+    return str(compile_template(BUILD_DIR, trainer=cfg.pipeline.trainer, image=trainer_image))
+
+
 def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
     """Create every resource for ``cfg``; returns the stack outputs."""
     names = Names.of(cfg)
@@ -103,7 +122,7 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
     protect = cfg.deletion_protection
     key = cfg.kms_key
     # Before any resource: a pipeline that does not compile fails the run cleanly.
-    pipeline_template = template_path(cfg, root)
+    prebuilt_template = check_template(cfg, root)
 
     perimeter = bool(cfg.vpc_service_controls.access_policy)
     services = ProjectServices(
@@ -207,13 +226,36 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
         if cfg.endpoint.request_logging
         else None
     )
+    images = ContainerImages(
+        "images",
+        ContainerImagesArgs(
+            project=p,
+            region=r,
+            repository_id=names.image_repository,
+            source_root=root,
+            build_dir=BUILD_DIR,
+            trainer_image_ref=cfg.images.trainer or None,
+            serving_image_ref=cfg.images.serving or None,
+            # Vertex AI's own agents pull from a repository in the same project by their
+            # default roles, so the stack grants no readers.
+            labels=labels,
+            deletion_protection=protect,
+            kms_key_name=key,
+            kms_ready=kms_ready,
+        ),
+        after_apis,
+    )
     pipeline = TrainingPipeline(
         "training-pipeline",
         TrainingPipelineArgs(
             project=p,
             region=r,
             bucket_name=names.bucket("pipeline"),
-            template_path=pipeline_template,
+            # The template names the trainer image by digest, so it is compiled once
+            # the image's digest is known (at once when the image is prebuilt).
+            template_path=images.trainer_image.apply(
+                lambda ref: template_for(cfg, prebuilt_template, ref)
+            ),
             deletion_protection=protect,
             labels=labels,
             kms_key_name=key,
@@ -270,6 +312,9 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
         sync_account=identity.email("sync"),
         pipeline_root=pipeline.pipeline_root,
         template_uri=pipeline.template_uri,
+        model_artifact_root=pipeline.model_root,
+        trainer_image=images.trainer_image,
+        serving_image=images.serving_image,
         training_account=identity.email("training"),
         endpoint_id=serving.endpoint.name,
         landing_bucket=landing.bucket.name,
@@ -359,6 +404,8 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
         "airflowUri": orchestration.environment.config.apply(lambda c: c.airflow_uri),
         "landingBucket": landing.bucket.name,
         "pipelineTemplateUri": pipeline.template_uri,
+        "trainerImage": images.trainer_image,
+        "servingImage": images.serving_image,
         "serviceAccounts": {role: identity.email(role) for role in ROLES},
     }
 

@@ -34,6 +34,9 @@ class ResolvedOutputs:
     sync_account: str
     pipeline_root: str
     template_uri: str
+    model_artifact_root: str
+    trainer_image: str
+    serving_image: str
     training_account: str
     endpoint_id: str
     landing_bucket: str
@@ -76,15 +79,25 @@ def build_runtime_config(cfg: StackConfig, out: ResolvedOutputs) -> RuntimeConfi
             template_uri=out.template_uri,
             service_account=out.training_account,
             trainer=cfg.pipeline.trainer,
+            trainer_image=out.trainer_image,
+            automl_budget_milli_node_hours=cfg.pipeline.automl_budget_milli_node_hours,
         ),
         registry=VertexModelRegistryConfig(
-            project=p, location=r, model_display_name=f"fraud-mlops-{cfg.environment}"
+            project=p,
+            location=r,
+            model_id=f"fraud-mlops-{cfg.environment}",
+            model_display_name=f"fraud-mlops-{cfg.environment}",
+            artifact_root=out.model_artifact_root,
+            serving_image=out.serving_image,
         ),
         endpoint=VertexEndpointConfig(
             project=p,
             location=r,
             endpoint_id=out.endpoint_id,
             canary_traffic_percent=cfg.endpoint.canary_traffic_percent,
+            machine_type=cfg.endpoint.machine_type,
+            min_replicas=cfg.endpoint.min_replicas,
+            max_replicas=cfg.endpoint.max_replicas,
         ),
         landing=GcsLandingConfig(bucket=out.landing_bucket, subscription=out.landing_subscription),
         orchestrator=ComposerConfig(project=p, location=r, environment=out.composer_environment),

@@ -63,9 +63,18 @@ IMPLEMENTATIONS: dict[str, dict[str, str]] = {
         "sqlite": f"{_LOCAL}.sqlite_online_store:SQLiteOnlineStore",
         "vertex_bigtable": f"{_GCP}.vertex_feature_store:VertexFeatureOnlineStore",
     },
-    "registry": {"local": f"{_LOCAL}.sqlite_registry:SQLiteModelRegistry"},
-    "endpoint": {"local": f"{_LOCAL}.sqlite_endpoint:SQLiteModelEndpoint"},
-    "pipeline_runner": {"kfp_local": f"{_LOCAL}.kfp_local_runner:KfpLocalPipelineRunner"},
+    "registry": {
+        "local": f"{_LOCAL}.sqlite_registry:SQLiteModelRegistry",
+        "vertex": f"{_GCP}.vertex_registry:VertexModelRegistry",
+    },
+    "endpoint": {
+        "local": f"{_LOCAL}.sqlite_endpoint:SQLiteModelEndpoint",
+        "vertex": f"{_GCP}.vertex_endpoint:VertexModelEndpoint",
+    },
+    "pipeline_runner": {
+        "kfp_local": f"{_LOCAL}.kfp_local_runner:KfpLocalPipelineRunner",
+        "vertex": f"{_GCP}.vertex_pipeline_runner:VertexPipelineRunner",
+    },
     "landing": {
         "local": f"{_LOCAL}.folder_landing:FolderLandingZone",
         "gcs": f"{_GCP}.gcs_landing:GcsLandingZone",
@@ -77,17 +86,16 @@ IMPLEMENTATIONS: dict[str, dict[str, str]] = {
     },
 }
 
-# Kinds the config accepts whose backends are still to come (the GCP home, in
-# app/backends/gcp). They fail fast, naming the role and kind, until they move up.
-# On GCP the landing events are consumed by Composer itself (an AssetWatcher on the
-# landing subscription), so no backend pulls them.
+# Kinds the config accepts that have no backend here, each failing fast and naming its
+# role and kind. On GCP the landing events are consumed by Composer itself (an
+# AssetWatcher on the landing subscription), so no backend pulls them.
 PENDING: dict[str, frozenset[str]] = {
     "warehouse": frozenset(),
     "lineage": frozenset(),
     "online_store": frozenset(),
-    "registry": frozenset({"vertex"}),
-    "endpoint": frozenset({"vertex"}),
-    "pipeline_runner": frozenset({"vertex"}),
+    "registry": frozenset(),
+    "endpoint": frozenset(),
+    "pipeline_runner": frozenset(),
     "landing": frozenset(),
     "landing_events": frozenset({"gcs"}),
     "card_key": frozenset(),

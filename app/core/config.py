@@ -25,6 +25,9 @@ HOME_ENV = "FRAUD_MLOPS_HOME"
 DEFAULT_HOME = ".fraud-mlops"
 
 _GCP_ID = r"^[a-z][a-z0-9_-]{0,62}$"
+# An image pinned by digest in a registry (Artifact Registry on GCP): what Vertex AI
+# pulls is exactly what was built and scanned, never whatever a tag points at now.
+IMAGE_DIGEST_REF = r"^[a-z0-9.-]+(?::[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$"
 
 
 class _Strict(BaseModel):
@@ -104,10 +107,16 @@ class VertexPipelineConfig(_Strict):
     project: str
     location: str
     pipeline_root: str = Field(pattern=r"^gs://")
+    # The compiled template for ``trainer``; it names ``trainer_image`` by digest.
     template_uri: str = Field(pattern=r"^gs://")
     service_account: str
     trainer: Literal["custom", "automl"] = "custom"
-    trainer_image: str | None = None
+    trainer_image: str = Field(pattern=IMAGE_DIGEST_REF)
+    # AutoML Tabular's training budget per run (1,000 = one node hour).
+    automl_budget_milli_node_hours: int = Field(default=1000, ge=1000, le=72000)
+    # How long the runner waits for a run, and how often it looks.
+    run_timeout_seconds: float = Field(default=4 * 3600.0, gt=0.0)
+    poll_seconds: float = Field(default=30.0, gt=0.0)
 
 
 PipelineConfig = Annotated[
@@ -125,10 +134,18 @@ class LocalModelRegistryConfig(_Strict):
 
 
 class VertexModelRegistryConfig(_Strict):
+    """One Vertex AI Model whose versions are the candidates that passed the gate."""
+
     kind: Literal["vertex"] = "vertex"
     project: str
     location: str
+    # The Model's id: its first version is uploaded with it, later ones with parent_model.
+    model_id: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
     model_display_name: str = "fraud-mlops-model"
+    # Where each version's artifact directory is kept (gs://bucket/prefix).
+    artifact_root: str = Field(pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,220}(?:/[^\s]*)?$")
+    # The serving container every version runs in (app/serving), pinned by digest.
+    serving_image: str = Field(pattern=IMAGE_DIGEST_REF)
 
 
 RegistryConfig = Annotated[
@@ -152,6 +169,19 @@ class VertexEndpointConfig(_Strict):
     endpoint_id: str = Field(pattern=r"^(?:[1-9][0-9]{0,8}|[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?)$")
     # Share of traffic a new version gets before it is promoted (canary).
     canary_traffic_percent: int = Field(default=0, ge=0, le=100)
+    # Each deployed version's own machines (a canary gets its own, so it cannot starve
+    # the champion).
+    machine_type: str = "n2-standard-2"
+    min_replicas: int = Field(default=1, ge=1, le=100)
+    max_replicas: int = Field(default=2, ge=1, le=100)
+    # The account the serving container runs as; None: Vertex AI's default.
+    service_account: str | None = None
+
+    @model_validator(mode="after")
+    def _replicas(self) -> VertexEndpointConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be at least min_replicas")
+        return self
 
 
 EndpointConfig = Annotated[LocalEndpointConfig | VertexEndpointConfig, Field(discriminator="kind")]

@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from app.core.records import (
@@ -141,6 +142,23 @@ class ModelRegistry(Protocol):
         """
         ...
 
+    def adopt(
+        self,
+        *,
+        model_resource: str,
+        snapshot_id: str,
+        run_name: str,
+        threshold: float,
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+    ) -> ModelVersion:
+        """Record a model another service trained (AutoML's, named by its resource) as
+        the next version, idempotent like :meth:`register`.
+
+        Raise ConfigError where the registry cannot hold such a model (the local one).
+        """
+        ...
+
     def get(self, version: str) -> ModelVersion:
         """Raise NotFoundError for an unregistered version."""
         ...
@@ -155,6 +173,15 @@ class ModelRegistry(Protocol):
 
     def is_newer(self, version: ModelVersion, than: ModelVersion) -> bool:
         """Registration order, which only the registry knows (names are its own)."""
+        ...
+
+    def score(self, version: ModelVersion, frame: pd.DataFrame) -> np.ndarray:
+        """The version's fraud probabilities for ``frame``'s rows, in row order, wherever
+        the version runs: loaded here, or a batch prediction for a model only Vertex AI
+        can run (AutoML's). How the gate judges any champion on the candidate's rows.
+
+        Raise BackendUnavailableError when the version cannot score.
+        """
         ...
 
     def load(self, version: ModelVersion) -> FraudModel:

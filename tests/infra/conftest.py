@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TEST_PROJECT = "fraud-mlops-test"
 
 
+TRAINER_REF = f"us-central1-docker.pkg.dev/fraud-mlops-ci/images/trainer@sha256:{'1' * 64}"
+SERVING_REF = f"us-central1-docker.pkg.dev/fraud-mlops-ci/images/serving@sha256:{'2' * 64}"
+
+
 def make_source_tree(root: Path) -> Path:
     """A tiny stand-in for the app: what the function and the DAG import, and
     code only local runs use, which the stack must not upload."""
@@ -91,6 +95,10 @@ def run_program(
     template = tmp_path / "pipeline.yaml"
     template.write_text("pipelineInfo:\n  name: fraud-training\n")
     values[f"{NAMESPACE}:pipeline.templatePath"] = str(template)
+    # Prebuilt images: the stand-in tree has no image sources to stage. The program's
+    # own build of them is tested on the real tree (tests/infra/stacks/test_images_flow.py).
+    values[f"{NAMESPACE}:images.trainer"] = TRAINER_REF
+    values[f"{NAMESPACE}:images.serving"] = SERVING_REF
     for key, value in overrides.items():
         values[f"{NAMESPACE}:{key}"] = value
     root = source_root or make_source_tree(tmp_path / "repo")

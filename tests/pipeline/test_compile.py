@@ -8,8 +8,7 @@ from typing import Any
 
 import yaml
 
-from app.pipeline.compile import compile_pipeline
-from app.pipeline.steps import TRAINER_IMAGE
+from app.pipeline.compile import LOCAL_TRAINER_IMAGE, compile_pipeline
 
 
 def _spec(path: Path) -> dict[str, Any]:
@@ -30,7 +29,7 @@ def test_compile_pipeline_writes_spec_with_its_three_parameters_and_trainer_imag
         "snapshot_id",
         "run_name",
     }
-    assert {e["container"]["image"] for e in executors.values()} == {TRAINER_IMAGE}
+    assert {e["container"]["image"] for e in executors.values()} == {LOCAL_TRAINER_IMAGE}
     assert len(executors) == 7
     assert "pip install" not in path.read_text()
 

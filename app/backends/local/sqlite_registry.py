@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
+import numpy as np
+import pandas as pd
+
 from app.backends.local.sqlite_db import (
     REGISTRY_SCHEMA,
     connect,
@@ -20,7 +23,12 @@ from app.backends.local.sqlite_db import (
     version_name,
 )
 from app.core.config import LocalModelRegistryConfig
-from app.core.errors import BackendUnavailableError, InvalidInputError, NotFoundError
+from app.core.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    InvalidInputError,
+    NotFoundError,
+)
 from app.core.model.artifact import FraudModel, load_model
 from app.core.records import ModelVersion
 
@@ -70,6 +78,21 @@ class SQLiteModelRegistry:
             )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def adopt(
+        self,
+        *,
+        model_resource: str,
+        snapshot_id: str,
+        run_name: str,
+        threshold: float,
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+    ) -> ModelVersion:
+        raise ConfigError(
+            f"{model_resource} is a Vertex AI model: the automl trainer needs the vertex "
+            "registry, and the local home trains with the custom trainer"
+        )
 
     def _registered_by(self, snapshot_id: str, run_name: str) -> ModelVersion | None:
         with connect(self.db_path) as connection:
@@ -161,6 +184,9 @@ class SQLiteModelRegistry:
         if row is None:
             raise NotFoundError(f"model version {version!r} is not registered")
         return int(row["seq"])
+
+    def score(self, version: ModelVersion, frame: pd.DataFrame) -> np.ndarray:
+        return self.load(version).score_frame(frame)
 
     def load(self, version: ModelVersion) -> FraudModel:
         try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from app.core.config import GateConfig
-from app.core.model.artifact import FraudModel
 from app.core.model.evaluate import evaluate_scores
 from app.core.model.features import labels
 
@@ -56,11 +56,11 @@ def decide(
     )
 
 
-def champion_auprc(champion: FraudModel, holdout: pd.DataFrame) -> float:
-    """The deployed model's AUPRC on the candidate's holdout.
+def champion_auprc(scores: np.ndarray, holdout: pd.DataFrame, threshold: float) -> float:
+    """The deployed model's AUPRC from its ``scores`` of the candidate's holdout rows.
 
-    The caller loads the champion through the registry; one that cannot be loaded
-    fails the gate step instead of being replaced unseen: someone must look at why
-    the live model is unreadable.
+    The caller has the champion score them through the registry (loaded, or a batch
+    prediction for an AutoML model); one that cannot score fails the gate step instead
+    of being replaced unseen: someone must look at why the live model cannot score.
     """
-    return evaluate_scores(labels(holdout), champion.score_frame(holdout), champion.threshold).auprc
+    return evaluate_scores(labels(holdout), scores, threshold).auprc

@@ -16,11 +16,13 @@ from typing import Any
 
 from kfp import dsl
 
-# The image built from this repository for Vertex AI (project installed, no pip at run
-# time); Pulumi pushes it and the compiled spec names it. kfp.local ignores it.
-TRAINER_IMAGE = "fraud-mlops-trainer:latest"
+# What the steps are declared with: a name no registry serves, replaced in the compiled
+# spec by the trainer image's digest reference (:func:`app.pipeline.compile.compile_pipeline`),
+# which the stack builds and pushes. A spec that still names it was not compiled for a
+# home, and :mod:`app.pipeline.compile` refuses to write one.
+TRAINER_IMAGE_PLACEHOLDER = "fraud-mlops.invalid/trainer:unresolved"
 
 
 def trainer_step(func: Callable[..., Any]) -> Any:
     """A lightweight component on the trainer image, with no pip install at run time."""
-    return dsl.component(func, base_image=TRAINER_IMAGE, install_kfp_package=False)
+    return dsl.component(func, base_image=TRAINER_IMAGE_PLACEHOLDER, install_kfp_package=False)

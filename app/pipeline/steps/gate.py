@@ -29,12 +29,13 @@ def gate(config_json: str, auprc: float, roc_auc: float, holdout: Input[Dataset]
         cfg = RuntimeConfig.from_json(config_json)
         backends = Backends(cfg)
         champion = backends.endpoint.deployed()
-        # The champion is loaded through the registry, wherever its artifact lives.
-        champion_score = (
-            None
-            if champion is None
-            else champion_auprc(backends.registry.load(champion), pd.read_parquet(holdout.path))
-        )
+        champion_score = None
+        if champion is not None:
+            rows = pd.read_parquet(holdout.path)
+            # Scored through the registry, wherever the champion runs (loaded here, or a
+            # batch prediction for an AutoML model): the same rows, whichever trainer.
+            scores = backends.registry.score(champion, rows)
+            champion_score = champion_auprc(scores, rows, champion.threshold)
         decision = decide(
             auprc=auprc,
             roc_auc=roc_auc,

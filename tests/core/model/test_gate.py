@@ -65,4 +65,7 @@ def test_champion_auprc_saved_model_scores_the_same_as_evaluating_it_directly(
         labels(splits.holdout), trained.score_frame(splits.holdout), trained.threshold
     ).auprc
 
-    assert champion_auprc(load_model(directory), splits.holdout) == pytest.approx(expected)
+    champion = load_model(directory)
+    scores = champion.score_frame(splits.holdout)
+
+    assert champion_auprc(scores, splits.holdout, champion.threshold) == pytest.approx(expected)

@@ -19,7 +19,7 @@ from components.permissions import CUSTOM_ROLES, CustomRoleSpec
 PINNED_DIGESTS = {
     "endpoint_predictor": "7dc279e3e6fd52a62c1ff433777a0615997562c9262536d653e09a6788584f19",
     "endpoint_deployer": "d4f56528b3267f9bb3f3180618a9b942b20b8db704662fa76bde7dc671931186",
-    "training_pipeline": "6212cbe1731a7df38b20a48e11a08a8730a9003a327cc2d73a34aac8e8cfa5f0",
+    "training_pipeline": "b6e8ea837ef3ae04e3070e7b0a8aa0653a24491f7a7897f78cd2ae8d5ae6f33f",
     "pipeline_launcher": "874e6307212cc23c335b33227ced861a47f72a13f66224a0f6bb5ce358e7882d",
     "feature_view_syncer": "ff7ea9ecbddffdea96b91702ec083e2d5fed36777d7101cff0804f7d365c28c2",
 }

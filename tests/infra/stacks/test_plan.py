@@ -12,7 +12,7 @@ import pytest
 from components.permissions import PermissionGroup
 from stacks import iam_matrix
 from stacks.plan import main
-from tests.infra.conftest import ROOT, make_source_tree
+from tests.infra.conftest import ROOT, SERVING_REF, TRAINER_REF, make_source_tree
 
 
 def test_plan_dev_writes_resources_and_iam_matrix_json(
@@ -145,6 +145,12 @@ def test_plan_same_tree_twice_gives_identical_json(tmp_path: Path) -> None:
     root = make_source_tree(tmp_path / "repo")
     for name in ("Pulumi.yaml", "Pulumi.dev.yaml"):
         (root / name).write_text((ROOT / name).read_text())
+    # The stand-in tree has no image sources: the images are prebuilt (CI's path).
+    with (root / "Pulumi.dev.yaml").open("a") as stack_file:
+        stack_file.write(
+            f"  fraud-mlops:images.trainer: {TRAINER_REF}\n"
+            f"  fraud-mlops:images.serving: {SERVING_REF}\n"
+        )
     first, second = tmp_path / "a.json", tmp_path / "b.json"
 
     main(["--stack", "dev", "--json", str(first), "--project-root", str(root)])

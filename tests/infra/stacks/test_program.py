@@ -18,7 +18,7 @@ from stacks import program
 from stacks.config import NAMESPACE, StackConfigError
 from stacks.mocks import MockRun, run_with_mocks
 from stacks.plan import stack_config
-from tests.infra.conftest import ROOT, make_source_tree, run_program
+from tests.infra.conftest import ROOT, SERVING_REF, TRAINER_REF, make_source_tree, run_program
 
 COMPONENTS = {
     "services": "ProjectServices",
@@ -29,6 +29,7 @@ COMPONENTS = {
     "warehouse": "WarehouseDatasets",
     "landing": "Landing",
     "feature-store": "FeatureStore",
+    "images": "ContainerImages",
     "training-pipeline": "TrainingPipeline",
     "serving": "ServingEndpoint",
     "access": "Access",
@@ -254,7 +255,7 @@ def test_program_vertex_and_composer_agents_created_once_and_reused_by_access(
     assert sorted(by_service) == ["aiplatform.googleapis.com", "composer.googleapis.com"]
     assert len(identities) == 2
     assert {r.parent_name for r in identities} == {"service-agents"}
-    assert len(vertex_grants) == 2
+    assert len(vertex_grants) == 3  # features table, predictions dataset, pipeline bucket
     for grant in vertex_grants:
         assert by_service["aiplatform.googleapis.com"].urn in grant.depends_on
     assert by_service["composer.googleapis.com"].urn in composer_grant.depends_on
@@ -397,6 +398,8 @@ def test_program_without_a_prebuilt_template_compiles_and_uploads_the_pipeline(
     root = make_source_tree(tmp_path / "repo")
     values = stack_config(ROOT, "dev")
     assert not values.get(f"{NAMESPACE}:pipeline.templatePath")
+    values[f"{NAMESPACE}:images.trainer"] = TRAINER_REF
+    values[f"{NAMESPACE}:images.serving"] = SERVING_REF
 
     run = run_with_mocks(lambda: program.main(root), project=NAMESPACE, stack="dev", config=values)
 
@@ -406,7 +409,7 @@ def test_program_without_a_prebuilt_template_compiles_and_uploads_the_pipeline(
         if r.name == "training-pipeline-template"
     ]
     uploaded = Path(template.inputs["source"].path)
-    expected = compile_pipeline(tmp_path / "expected.yaml").read_bytes()
+    expected = compile_pipeline(tmp_path / "expected.yaml", image=TRAINER_REF).read_bytes()
     assert uploaded.parent == build_dir and uploaded.read_bytes() == expected
     assert template.inputs["name"] == template_object_name(uploaded)
     assert _config(run).pipeline.template_uri.endswith("/" + template.inputs["name"])  # type: ignore[union-attr]
@@ -446,6 +449,8 @@ def _run_entry_point(tmp_path: Path, **overrides: str) -> MockRun:
     template = tmp_path / "pipeline.yaml"
     template.write_text("pipelineInfo: {}\n")
     values[f"{NAMESPACE}:pipeline.templatePath"] = str(template)
+    values[f"{NAMESPACE}:images.trainer"] = TRAINER_REF
+    values[f"{NAMESPACE}:images.serving"] = SERVING_REF
     values.update({f"{NAMESPACE}:{k}": v for k, v in overrides.items()})
 
     def entry() -> None:

@@ -25,6 +25,9 @@ OUTPUTS = ResolvedOutputs(
     sync_account="fmo-dev-sync@p.iam.gserviceaccount.com",
     pipeline_root="gs://b/runs",
     template_uri="gs://b/templates/t.yaml",
+    model_artifact_root="gs://fmo-pipeline/models",
+    trainer_image=f"us-central1-docker.pkg.dev/p/fraud-mlops-dev-images/trainer@sha256:{'a' * 64}",
+    serving_image=f"us-central1-docker.pkg.dev/p/fraud-mlops-dev-images/serving@sha256:{'b' * 64}",
     training_account="fmo-dev-train@p.iam.gserviceaccount.com",
     endpoint_id="fraud-mlops-dev-serving",
     landing_bucket="landing",
@@ -50,6 +53,22 @@ def test_build_runtime_config_lineage_dataset_is_the_stacks_own() -> None:
 
     assert warehouse.lineage_dataset == "fraud_mlops_dev_lineage"  # type: ignore[union-attr]
     assert warehouse.api_endpoint is None  # type: ignore[union-attr]
+
+
+def test_build_runtime_config_images_and_model_flow_from_the_outputs() -> None:
+    cfg = build_runtime_config(CFG, OUTPUTS)
+
+    assert cfg.pipeline.trainer_image == OUTPUTS.trainer_image  # type: ignore[union-attr]
+    assert cfg.registry.serving_image == OUTPUTS.serving_image  # type: ignore[union-attr]
+    assert cfg.registry.artifact_root == "gs://fmo-pipeline/models"  # type: ignore[union-attr]
+    assert cfg.registry.model_id == "fraud-mlops-dev"  # type: ignore[union-attr]
+
+
+def test_build_runtime_config_image_by_tag_raises() -> None:
+    with pytest.raises(ValidationError, match="trainer_image"):
+        build_runtime_config(
+            CFG, dataclasses.replace(OUTPUTS, trainer_image="fraud-mlops-trainer:latest")
+        )
 
 
 def test_build_runtime_config_bad_output_raises() -> None:
