@@ -9,6 +9,7 @@ backends ever sees a ``google.api_core`` exception.
 from __future__ import annotations
 
 import http.client
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -133,6 +134,16 @@ def seam(what: str) -> Iterator[None]:
         http.client.HTTPException,
     ) as exc:
         raise BackendUnavailableError(f"{what}: {type(exc).__name__}: {_message(exc)}") from exc
+
+
+def vertex_client_options(location: str) -> dict[str, str]:
+    """Vertex AI is regional: each of its services answers on the region's own endpoint."""
+    return {"api_endpoint": f"{location}-aiplatform.googleapis.com"}
+
+
+def vertex_label(text: str) -> str:
+    """``text`` as a Vertex AI label value: lowercase ``[a-z0-9_-]``, at most 63 chars."""
+    return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
 
 
 def _message(exc: BaseException) -> str:

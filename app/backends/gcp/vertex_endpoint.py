@@ -28,7 +28,7 @@ from typing import Any, Self
 
 from google.api_core import exceptions as gexc
 
-from app.backends.gcp.calls import CallPolicy, is_transient, seam
+from app.backends.gcp.calls import CallPolicy, is_transient, seam, vertex_client_options
 from app.backends.gcp.vertex_registry import (
     FRAMEWORK_AUTOML,
     FRAMEWORK_LIGHTGBM,
@@ -172,9 +172,7 @@ class VertexModelEndpoint:
 
                 # Vertex AI is regional: every service answers on the region's endpoint.
                 client = getattr(aiplatform_v1, kind)(
-                    client_options={
-                        "api_endpoint": f"{self.section.location}-aiplatform.googleapis.com"
-                    }
+                    client_options=vertex_client_options(self.section.location)
                 )
                 setattr(self, attribute, client)
             return client

@@ -20,7 +20,7 @@ from typing import Any, Self
 
 import pandas as pd
 
-from app.backends.gcp.calls import CallPolicy, seam
+from app.backends.gcp.calls import CallPolicy, seam, vertex_client_options
 from app.core.config import VertexOnlineStoreConfig
 from app.core.errors import BackendUnavailableError, ConfigError, InvalidInputError, NotFoundError
 from app.core.ports import Services
@@ -68,7 +68,7 @@ class VertexFeatureOnlineStore:
 
     def _client_options(self) -> dict[str, str]:
         # Vertex AI is regional: both services answer on the region's own endpoint.
-        return {"api_endpoint": f"{self.section.location}-aiplatform.googleapis.com"}
+        return vertex_client_options(self.section.location)
 
     def _admin_client(self) -> Any:
         with self._lock:

@@ -34,7 +34,8 @@ from typing import Any, Self
 
 import yaml
 
-from app.backends.gcp.calls import CallPolicy, seam
+from app.backends.gcp.calls import CallPolicy, seam, vertex_client_options
+from app.backends.gcp.calls import vertex_label as label_value
 from app.core.config import RuntimeConfig, VertexPipelineConfig
 from app.core.errors import (
     BackendUnavailableError,
@@ -55,7 +56,6 @@ _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Vertex AI's rule for a pipeline job id.
 JOB_ID = re.compile(r"^[a-z][-a-z0-9]{0,127}$")
 _JOB_ID_PREFIX = "fraud-training"
-_LABEL_MAX = 63
 _MESSAGE_MAX = 300
 # google.cloud.aiplatform_v1.PipelineState, by number (the enum is imported lazily).
 _SUCCEEDED, _FAILED, _CANCELLED, _PAUSED = 4, 5, 7, 8
@@ -74,11 +74,6 @@ _STEP_STATE = {
 }
 _RAN = frozenset({_TASK_SUCCEEDED, _TASK_SKIPPED})
 _OUTPUTS = ("deployed_version", "gate_reason", "metrics_json")
-
-
-def label_value(value: str) -> str:
-    """A Vertex label value: lowercase ``[a-z0-9_-]``, at most 63 characters."""
-    return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:_LABEL_MAX]
 
 
 def pipeline_job_id(run_name: str) -> str:
@@ -128,9 +123,7 @@ class VertexPipelineRunner:
                 with seam("creating the Vertex AI pipeline client"):
                     # Vertex AI is regional: the service answers on the region's endpoint.
                     self._client = aiplatform_v1.PipelineServiceClient(
-                        client_options={
-                            "api_endpoint": f"{self.section.location}-aiplatform.googleapis.com"
-                        }
+                        client_options=vertex_client_options(self.section.location)
                     )
             return self._client
 

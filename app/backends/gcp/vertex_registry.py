@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 from google.api_core import retry as gretry
 
-from app.backends.gcp.calls import CallPolicy, seam
+from app.backends.gcp.calls import CallPolicy, seam, vertex_client_options
+from app.backends.gcp.calls import vertex_label as label_value
 from app.backends.gcp.gcs_landing import transient
 from app.core.config import VertexModelRegistryConfig
 from app.core.errors import (
@@ -64,7 +65,6 @@ HEALTH_ROUTE = "/health"
 FRAMEWORK_LIGHTGBM = "lightgbm"
 FRAMEWORK_AUTOML = "automl"
 _VERSION_NAME = re.compile(r"^v([0-9]{4,})$")
-_LABEL_UNSAFE = re.compile(r"[^a-z0-9_-]")
 _CHUNK = 1 << 20
 # Batch scoring: one small machine is plenty for a holdout's rows, and caps the cost.
 BATCH_MACHINE_TYPE = "n1-standard-4"
@@ -80,11 +80,6 @@ _JOB_ENDED = frozenset(
         "JOB_STATE_PARTIALLY_SUCCEEDED",
     }
 )
-
-
-def label_value(text: str) -> str:
-    """``text`` as a Vertex label value: lowercase ``[a-z0-9_-]``, at most 63 chars."""
-    return _LABEL_UNSAFE.sub("-", text.lower())[:63]
 
 
 def metric_label(value: float) -> str:
@@ -156,9 +151,7 @@ class VertexModelRegistry:
 
                 # Vertex AI is regional: the Model Registry answers on the region's endpoint.
                 self._models = aiplatform_v1.ModelServiceClient(
-                    client_options={
-                        "api_endpoint": f"{self.section.location}-aiplatform.googleapis.com"
-                    }
+                    client_options=vertex_client_options(self.section.location)
                 )
             return self._models
 
@@ -168,9 +161,7 @@ class VertexModelRegistry:
                 from google.cloud import aiplatform_v1
 
                 self._jobs = aiplatform_v1.JobServiceClient(
-                    client_options={
-                        "api_endpoint": f"{self.section.location}-aiplatform.googleapis.com"
-                    }
+                    client_options=vertex_client_options(self.section.location)
                 )
             return self._jobs
 
