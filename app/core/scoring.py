@@ -52,6 +52,11 @@ class Scorer:
             store=services.online_store, endpoint=services.endpoint, card_key=services.card_key
         )
 
+    def warm(self) -> None:
+        """Open what a request needs (key, store, model) now, so the first request is as fast as the rest."""
+        if self._key is None:
+            self._key = self._key_source.key()
+
     def score(self, raw_card_number: object) -> Score:
         start = time.perf_counter()
         number = cards.normalize(raw_card_number)
