@@ -54,6 +54,8 @@ unit: env
 e2e: env
 	$(BIN)/pytest -m e2e
 
+# Writes benchmarks/results.json and results.md; installs hey (apt) when missing.
+# Non-zero only on correctness failures; speed goals are reported as met/missed.
 bench: env
 	$(BIN)/python -m benchmarks.run --out benchmarks/results.json
 

@@ -46,6 +46,11 @@ class PredictionFunctionArgs:
     max_instances: int
     memory: str
     deletion_protection: bool
+    # The serving shape measured in docs/serving.md: gunicorn processes x threads per
+    # instance. Cloud Run gets one vCPU per process and as many requests at once as
+    # the instance has threads, so it scales out instead of queueing inside one.
+    workers: int = 2
+    threads: int = 8
     invokers: Sequence[str] = ()
     public: bool = False
     # The archive holds these modules and everything they import; the first is the
@@ -59,6 +64,21 @@ class PredictionFunctionArgs:
     kms_key_name: str | None = None
     kms_ready: Sequence[pulumi.Resource] = ()
     build_dir: Path | None = None
+
+    @property
+    def concurrency(self) -> int:
+        """Requests one instance takes at once: every gunicorn thread of every worker."""
+        return self.workers * self.threads
+
+    @property
+    def cpu(self) -> str:
+        """vCPUs per instance: one per worker, since scoring holds the GIL."""
+        return str(self.workers)
+
+    @property
+    def serving_env(self) -> dict[str, str]:
+        """What functions-framework's GunicornApplication reads to size itself."""
+        return {"WORKERS": str(self.workers), "THREADS": str(self.threads)}
 
     def validate(self) -> None:
         if not re.match(r"^[a-z][a-z0-9-]{0,62}$", self.function_name):
@@ -82,6 +102,8 @@ class PredictionFunctionArgs:
             bad = [m for m in modules if not all(p.isidentifier() for p in m.split("."))]
             if bad:
                 raise ValueError(f"PredictionFunctionArgs.{name}: {bad} are not module names")
+        if not 1 <= self.workers <= 8 or not 1 <= self.threads <= 64:
+            raise ValueError("PredictionFunctionArgs.workers/threads: 1..8 and 1..64")
         if not self.entry_point.isidentifier():
             raise ValueError(f"PredictionFunctionArgs.entry_point: {self.entry_point!r}")
 
@@ -242,12 +264,17 @@ class PredictionFunction(Component):
                 min_instance_count=args.min_instances,
                 max_instance_count=args.max_instances,
                 available_memory=args.memory,
+                available_cpu=args.cpu,
+                max_instance_request_concurrency=args.concurrency,
                 timeout_seconds=30,
                 # Reachable over HTTPS, but every call needs run.invoker (no allUsers
                 # unless `public` is set): authentication is IAM's job, not the network's.
                 ingress_settings="ALLOW_ALL",
                 all_traffic_on_latest_revision=True,
-                environment_variables={"FRAUD_MLOPS_CONFIG": args.runtime_config_json},
+                environment_variables={
+                    "FRAUD_MLOPS_CONFIG": args.runtime_config_json,
+                    **args.serving_env,
+                },
             ),
             # The image repository above uses the same key, as gen-2 CMEK requires.
             kms_key_name=args.kms_key_name,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, Literal, get_origin
+from typing import Any, ClassVar, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -112,6 +112,19 @@ class FunctionSettings(_Group):
     invokers: tuple[str, ...] = ()
     # The only way to get an allUsers binding: it must be asked for by name.
     public: bool = False
+    # The serving shape, measured on 2 vCPUs (docs/serving.md) and the same in every
+    # stack, as app/local/server.py runs it locally: a property of the code on that
+    # CPU shape, not a per-stack knob, so not Pulumi config.
+    workers: ClassVar[int] = 2
+    threads: ClassVar[int] = 8
+
+    @property
+    def cpu(self) -> str:
+        return str(self.workers)
+
+    @property
+    def concurrency(self) -> int:
+        return self.workers * self.threads
 
     @model_validator(mode="after")
     def _bounds(self) -> FunctionSettings:

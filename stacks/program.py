@@ -371,6 +371,8 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
             min_instances=cfg.function.min_instances,
             max_instances=cfg.function.max_instances,
             memory=cfg.function.memory,
+            workers=cfg.function.workers,
+            threads=cfg.function.threads,
             deletion_protection=protect,
             invokers=cfg.function.invokers,
             public=cfg.function.public,

@@ -43,7 +43,11 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
     def show(report: DagRunReport) -> None:
         detail = f": {report.error}" if report.error else ""
-        print(f"{report.object_name}: DAG run {report.run_id} {report.state}{detail}", flush=True)
+        run = f"DAG run {report.run_id}" if report.run_id else "DAG run"
+        print(
+            f"{report.object_name}: {run} {report.state}{detail} (event {report.settled})",
+            flush=True,
+        )
 
     if not args.once:
         print(f"watching {Backends(cfg).landing.location} (Ctrl-C stops)", flush=True)
@@ -53,10 +57,11 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from app.core.config import config_env
-    from app.local.server import command
+    from app.local.server import command, serving_env
 
     cfg = load_config()
-    env = {**os.environ, **config_env(cfg)}
+    # The same workers x threads as the bench measured and the stack deploys.
+    env = {**os.environ, **config_env(cfg), **serving_env()}
     print(f"serving the prediction function on http://{args.host}:{args.port}", flush=True)
     cmd = command(args.port, args.host)
     os.execve(cmd[0], cmd, env)
@@ -88,9 +93,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from app.backends import Backends
     from app.core import status
+    from app.core.ports import LandingEvents
 
-    data = status.collect(Backends(load_config()))
+    services = Backends(load_config())
+    events: LandingEvents | None
+    try:
+        events = services.landing_events
+    except BackendUnavailableError:
+        events = None  # this home's events are consumed elsewhere (Composer)
+    data = status.collect(services, events)
     print(json.dumps(data, indent=2, default=str) if args.json else status.render(data))
+    return 0
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    from app.backends import Backends
+
+    requeued = Backends(load_config()).landing_events.requeue(args.event_id)
+    # Re-queued, not yet run: the trigger (`watch`, or `watch --once`) delivers them.
+    print(json.dumps({"requeued": requeued}, indent=2))
     return 0
 
 
@@ -189,6 +210,14 @@ def parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_cmd_status)
+
+    retry = sub.add_parser(
+        "retry",
+        help="re-queue a dead-lettered landing event (all of them without an id); "
+        "`watch` then delivers it",
+    )
+    retry.add_argument("event_id", nargs="?", help="as `status` lists it (default: all)")
+    retry.set_defaults(func=_cmd_retry)
 
     promote = sub.add_parser("promote", help="give the canary all traffic: it becomes champion")
     promote.set_defaults(func=_cmd_promote)

@@ -159,6 +159,10 @@ class LocalEndpointConfig(_Strict):
     # Share of traffic a new version gets before it is promoted (canary); 0 and 100 both
     # mean a new version takes all traffic at once.
     canary_traffic_percent: int = Field(default=0, ge=0, le=100)
+    # How long the scoring function may serve the split it read before asking whether
+    # it changed. 0: ask on every request, so a promote is seen by the very next one;
+    # the question is SQLite's data_version on a kept connection, a few microseconds.
+    refresh_seconds: float = Field(default=0.0, ge=0.0)
 
 
 class VertexEndpointConfig(_Strict):

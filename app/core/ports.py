@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from app.core.records import (
+    DeadLetter,
     FeatureRecord,
     IngestRecord,
     IngestResult,
@@ -26,6 +27,7 @@ from app.core.records import (
     ModelVersion,
     PipelineResult,
     Prediction,
+    RunFailure,
     SnapshotInfo,
     SyncInfo,
 )
@@ -119,6 +121,11 @@ class OnlineStore(Protocol):
 
     def fetch(self, card_id: str) -> FeatureRecord:
         """Raise NotFoundError for an unknown card, BackendUnavailableError if the store is down."""
+        ...
+
+    def warm(self) -> None:
+        """Open what :meth:`fetch` needs (connections, clients) now, so the first fetch
+        is as fast as the rest; BackendUnavailableError when the store cannot serve yet."""
         ...
 
     def last_sync(self) -> SyncInfo | None: ...
@@ -236,6 +243,12 @@ class ModelEndpoint(Protocol):
         """
         ...
 
+    def warm(self) -> None:
+        """Load what :meth:`predict` needs (the split, its models, clients) now, so the
+        first prediction is as fast as the rest; BackendUnavailableError when no model
+        is deployed or it cannot be loaded."""
+        ...
+
 
 class PipelineRunner(Protocol):
     def run(self, *, snapshot_id: str, run_name: str) -> PipelineResult:
@@ -275,19 +288,42 @@ class LandingEvents(Protocol):
         ...
 
     def pull(self, only: LandedObject | None = None) -> LandingClaim | None:
-        """Claim the oldest pending event (or ``only``'s); None when there is none."""
+        """Claim the oldest event that is due (or ``only``'s); None when there is none.
+
+        An event handed back by :meth:`nack` is not due before its ``retry_after``.
+        """
         ...
 
     def ack(self, claim: LandingClaim) -> None:
         """The event's work is done: never deliver it again."""
         ...
 
-    def nack(self, claim: LandingClaim, *, retry: bool) -> None:
-        """The work failed: deliver again later (``retry``) or dead-letter it."""
+    def nack(self, claim: LandingClaim, *, reason: RunFailure, retry_after: float) -> None:
+        """The work failed transiently: deliver again, not before ``retry_after`` seconds.
+
+        A claim that has had ``MAX_DELIVERIES`` deliveries is dead-lettered with
+        ``reason`` instead, so a failure that never heals is not retried forever.
+        """
+        ...
+
+    def dead_letter(self, claim: LandingClaim, *, reason: RunFailure) -> None:
+        """The work failed for good (the file's own fault): never deliver it again
+        unless someone :meth:`requeue` s it; keep ``reason`` with it."""
+        ...
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Every dead-lettered event with its reason, oldest first."""
+        ...
+
+    def requeue(self, event_id: str | None = None) -> list[str]:
+        """Deliver dead-lettered events again (``event_id``'s, or all), each with a fresh
+        count of deliveries; return the ids re-queued. NotFoundError for an unknown id.
+        """
         ...
 
     def recover(self) -> int:
-        """Hand back claims whose consumer died; return how many."""
+        """Hand back claims whose consumer died (a killed run), as a failed delivery
+        with backoff; return how many."""
         ...
 
 

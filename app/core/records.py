@@ -173,10 +173,60 @@ class LocalCopy:
     landed: LandedObject
 
 
+# Deliveries of one landing event before a transient failure counts as final.
+MAX_DELIVERIES = 5
+# Redelivery backoff: 1 s after the first failed delivery, doubling, at most 30 s.
+FIRST_REDELIVERY_SECONDS = 1.0
+MAX_REDELIVERY_SECONDS = 30.0
+
+
+def redelivery_delay(delivery_attempt: int) -> float:
+    """Seconds to wait before delivering again an event whose ``delivery_attempt``-th
+    delivery failed transiently: 1, 2, 4, 8, 16, then 30 s at most.
+
+    Both homes use it: the local queue writes it as the event's ``next_delivery``,
+    Pub/Sub gets it as the message's new ack deadline.
+    """
+    exponent = max(delivery_attempt, 1) - 1
+    return min(FIRST_REDELIVERY_SECONDS * 2.0**exponent, MAX_REDELIVERY_SECONDS)
+
+
 @dataclass(frozen=True)
 class LandingClaim:
-    """One delivery of an object-finalize event, held by one consumer until acked."""
+    """One delivery of an object-finalize event, held by one consumer until acked.
+
+    ``event_id`` names the event itself, the same across its deliveries (``ack_id``
+    names one delivery): dead letters are listed and re-queued by it.
+    """
 
     ack_id: str
     landed: LandedObject
     delivery_attempt: int = 1
+    event_id: str = ""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A landing event no consumer will deliver again until someone re-queues it.
+
+    ``reason`` is the last failure: the file's own fault (an ``InvalidInputError`` with
+    its ``file:line:column``), or a transient one that outlasted ``MAX_DELIVERIES``.
+    """
+
+    event_id: str
+    landed: LandedObject
+    delivery_attempts: int
+    reason: RunFailure
+    dead_lettered_at: str  # ISO-8601 UTC
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "object_name": self.landed.name,
+            "uri": self.landed.uri,
+            "content_hash": self.landed.content_hash,
+            "generation": self.landed.generation,
+            "delivery_attempts": self.delivery_attempts,
+            "reason": self.reason.as_dict(),
+            "dead_lettered_at": self.dead_lettered_at,
+        }

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core import cards
-from app.core.errors import BackendUnavailableError, InvalidInputError, NotFoundError
+from app.core.errors import (
+    BackendUnavailableError,
+    FraudMlopsError,
+    InvalidInputError,
+    NotFoundError,
+)
 from app.core.ports import CardKeySource, ModelEndpoint, OnlineStore, Services
 
 
@@ -53,9 +58,26 @@ class Scorer:
         )
 
     def warm(self) -> None:
-        """Open what a request needs (key, store, model) now, so the first request is as fast as the rest."""
-        if self._key is None:
-            self._key = self._key_source.key()
+        """Open what a request needs (key, store, model) now, so the first request is as
+        fast as the rest: a readiness check.
+
+        Every part is tried, so what can be opened is open, then the first part's error
+        is raised (the project error it raised: ConfigError for a missing key,
+        BackendUnavailableError for a store never synced or no model deployed).
+        """
+        first: FraudMlopsError | None = None
+        try:
+            if self._key is None:
+                self._key = self._key_source.key()
+        except FraudMlopsError as exc:
+            first = exc
+        for part in (self._store.warm, self._endpoint.warm):
+            try:
+                part()
+            except FraudMlopsError as exc:
+                first = first or exc
+        if first is not None:
+            raise first
 
     def score(self, raw_card_number: object) -> Score:
         start = time.perf_counter()

@@ -6,11 +6,15 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from app.core.ports import Services
+from app.core.ports import LandingEvents, Services
 
 
-def collect(services: Services) -> dict[str, Any]:
-    """Read through the roles' own queries: no scanning lists for "latest"."""
+def collect(services: Services, landing_events: LandingEvents | None = None) -> dict[str, Any]:
+    """Read through the roles' own queries: no scanning lists for "latest".
+
+    ``dead_letters`` lists the landing events no trigger will deliver again, each with
+    the reason it was dead-lettered (None when this home's events are not readable here).
+    """
     lineage = services.lineage
     latest = lineage.latest_snapshot()
     last_run = lineage.latest_training_run()
@@ -38,6 +42,11 @@ def collect(services: Services) -> dict[str, Any]:
             else None
         ),
         "last_training_run": asdict(last_run) if last_run else None,
+        "dead_letters": (
+            None
+            if landing_events is None
+            else [letter.as_dict() for letter in landing_events.dead_letters()]
+        ),
     }
 
 
@@ -76,7 +85,26 @@ def render(status: dict[str, Any]) -> str:
             f"{'deployed ' + str(run['model_version']) if run['deployed'] else 'not deployed'}: "
             f"{run['gate_reason']}"
         )
+    lines.extend(render_dead_letters(status.get("dead_letters")))
     return "\n".join(lines)
+
+
+def render_dead_letters(letters: list[dict[str, Any]] | None) -> list[str]:
+    """One line per dead letter: which file, how often delivered, and why it stopped."""
+    if letters is None:
+        return []
+    if not letters:
+        return ["dead letters: none"]
+    lines = [f"dead letters: {len(letters)} (`fraud-mlops retry [EVENT_ID]` re-queues)"]
+    for letter in letters:
+        reason = letter["reason"]
+        where = f" at {reason['location']}" if reason.get("location") else ""
+        lines.append(
+            f"  {letter['event_id']}: {letter['object_name']} after "
+            f"{letter['delivery_attempts']} deliveries, {reason['task']}: "
+            f"{reason['error_class']}{where}: {reason['message']}"
+        )
+    return lines
 
 
 def render_traffic(traffic: Mapping[str, int]) -> str:

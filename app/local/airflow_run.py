@@ -2,7 +2,7 @@
 
 The parent (:mod:`app.local.trigger`) starts this module in a child process with
 Airflow's environment set, because Airflow reads its configuration when it is first
-imported. Usage: ``python -m app.local.airflow_run '<run conf JSON>' <events fd>``.
+imported. Usage: ``python -m app.local.airflow_run '<run conf JSON>' <events fd> <parent pid>``.
 
 The child hands its parent data, not log text: an Airflow listener (the supported
 hook for task state changes) writes one JSON line per finished task to the events
@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -50,6 +51,11 @@ class TaskEvents:
         self.out.flush()
 
     @hookimpl
+    def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
+        # "Started" is what a watcher (and the fault-injection test) keys on.
+        self.emit({"event": "task", "task_id": task_instance.task_id, "state": "running"})
+
+    @hookimpl
     def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
         self.emit({"event": "task", "task_id": task_instance.task_id, "state": "success"})
 
@@ -70,7 +76,26 @@ class TaskEvents:
         )
 
 
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent (the trigger) dies.
+
+    A trigger killed mid-run has its event handed back and run again; a run left
+    going on its own would race that redelivery. Elsewhere it is a no-op.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request was made (or while importing)
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) > 2:
+        _die_with_parent(int(argv[2]))
     conf = json.loads(argv[0])
     out = os.fdopen(int(argv[1]), "w")
     spec = importlib.util.spec_from_file_location("fraud_training_dag", DAG_FILE)

@@ -31,11 +31,19 @@ def ingest(
         if on_task is not None:
             on_task(task_id)
 
-    reports = trigger.dispatch_pending(only=landed, force=force, on_task=task_done)
+    def task_started(task_id: str) -> None:
+        say(f"  task started: {task_id}")
+
+    reports = trigger.dispatch_pending(
+        only=landed, force=force, on_task=task_done, on_start=task_started
+    )
     if not reports:
         raise ConflictError(f"the event for {landed.name} was taken by another trigger (watch?)")
     report = reports[-1]
-    say(f"DAG run {report.run_id}: {report.state} ({report.log_path})")
+    say(
+        f"DAG run {report.run_id or '(none)'}: {report.state} ({report.log_path or 'no log'}); "
+        f"event {report.settled}"
+    )
     for task, state in sorted(report.tasks.items()):
         say(f"  {task}: {state}")
     return report

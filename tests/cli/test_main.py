@@ -1,4 +1,5 @@
-"""``fraud-mlops promote``, ``rollback`` and ``status`` on a real local home (SQLite, LightGBM)."""
+"""``fraud-mlops promote``, ``rollback``, ``status`` and ``retry`` on a real local home
+(SQLite, LightGBM, the landing folder's event queue)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from app.backends import Backends
 from app.cli.main import main
 from app.core.config import CONFIG_ENV, LocalEndpointConfig, RuntimeConfig
-from app.core.errors import ConflictError
+from app.core.errors import ConflictError, NotFoundError
+from app.core.records import RunFailure
 
 
 @pytest.fixture
@@ -96,3 +98,84 @@ def test_status_nothing_deployed_says_so(
     assert main(["status"]) == 0
 
     assert "traffic: nothing deployed" in capsys.readouterr().out.splitlines()
+
+
+def _dead_letter_one(cfg: RuntimeConfig, csv: Path) -> str:
+    """A landed file whose run failed for good: its event dead-lettered with its reason."""
+    events = Backends(cfg).landing_events
+    Backends(cfg).landing.land(csv, name="day1.csv")
+    claim = events.pull()
+    assert claim is not None
+    reason = RunFailure("load_raw", "InvalidInputError", "is not a number", "day1.csv:3:4")
+    events.dead_letter(claim, reason=reason)
+    return claim.event_id
+
+
+def test_status_lists_dead_letters_with_their_reasons(
+    canary_cfg: RuntimeConfig, small_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event_id = _dead_letter_one(canary_cfg, small_csv)
+
+    assert main(["status"]) == 0
+    text = capsys.readouterr().out
+    assert main(["status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+
+    assert "dead letters: 1 (`fraud-mlops retry [EVENT_ID]` re-queues)" in text
+    assert (
+        f"  {event_id}: day1.csv after 1 deliveries, load_raw: "
+        "InvalidInputError at day1.csv:3:4: is not a number"
+    ) in text.splitlines()
+    (letter,) = data["dead_letters"]
+    assert letter["event_id"] == event_id and letter["object_name"] == "day1.csv"
+    assert letter["reason"] == {
+        "task": "load_raw",
+        "error_class": "InvalidInputError",
+        "message": "is not a number",
+        "location": "day1.csv:3:4",
+    }
+
+
+def test_status_no_dead_letters_says_none(
+    canary_cfg: RuntimeConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status"]) == 0
+    assert "dead letters: none" in capsys.readouterr().out.splitlines()
+
+
+def test_retry_with_id_requeues_that_event_and_prints_json(
+    canary_cfg: RuntimeConfig, small_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event_id = _dead_letter_one(canary_cfg, small_csv)
+
+    assert main(["retry", event_id]) == 0
+
+    assert json.loads(capsys.readouterr().out) == {"requeued": [event_id]}
+    events = Backends(canary_cfg).landing_events
+    assert events.dead_letters() == []
+    claim = events.pull()
+    assert claim is not None and claim.event_id == event_id and claim.delivery_attempt == 1
+
+
+def test_retry_without_id_requeues_every_dead_letter(
+    canary_cfg: RuntimeConfig, small_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["retry"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"requeued": []}
+    event_id = _dead_letter_one(canary_cfg, small_csv)
+
+    assert main(["retry"]) == 0
+
+    assert json.loads(capsys.readouterr().out) == {"requeued": [event_id]}
+
+
+def test_retry_unknown_id_exits_with_not_founds_code(
+    canary_cfg: RuntimeConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["retry", "20260101T000000000000-deadbeef"]) == NotFoundError.exit_code == 3
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "error: no dead-lettered landing event '20260101T000000000000-deadbeef'\n"
+    )

@@ -513,6 +513,13 @@ class VertexModelEndpoint:
             probability=probability, threshold=version.threshold, model_version=version.version
         )
 
+    def warm(self) -> None:
+        """Make the prediction client and read the serving versions now (the first
+        request would); BackendUnavailableError when nothing is deployed."""
+        self._prediction_client()
+        if not self._serving_view(refresh=True).serving:
+            raise BackendUnavailableError("no model is deployed")
+
     def _send(self, instance: Any) -> Any:
         from google.cloud import aiplatform_v1
 

@@ -234,6 +234,11 @@ class VertexFeatureOnlineStore:
 
     # -- fetch --------------------------------------------------------------------------
 
+    def warm(self) -> None:
+        """Make the serving client (its channel, its credentials) now: the first fetch
+        would, at several times a fetch's cost."""
+        self._serving_client()
+
     def fetch(self, card_id: str) -> FeatureRecord:
         from google.cloud import aiplatform_v1
 

@@ -24,7 +24,7 @@ from app.core import sql
 from app.core.config import DuckDBWarehouseConfig
 from app.core.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from app.core.records import IngestRecord, IngestResult, PipelineResult, SnapshotInfo
-from app.core.schema import RAW_FRAME_COLUMNS, RAW_SCHEMA, Column, require_raw_frame
+from app.core.schema import RAW_SCHEMA, Column, require_raw_frame
 
 _DUCK_TYPES = {
     "FLOAT64": "DOUBLE",
@@ -50,13 +50,18 @@ def _now() -> str:
 _HASH_BATCH = 50_000
 
 
-def table_hash(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, int, int]:
+def table_hash(
+    con: duckdb.DuckDBPyConnection, table: str, *, stored_in_order: bool = False
+) -> tuple[str, int, int]:
     """(content hash, rows, frauds) of a training-shaped table, read in batches.
 
     Rows are hashed one by one in ``txn_id`` order, so the hash depends on the
-    content only, not on how it was stored or batched.
+    content only, not on how it was stored or batched. ``stored_in_order``: the table
+    was just written in that order, and a scan returns rows in insertion order
+    (DuckDB's ``preserve_insertion_order``), so sorting again would only cost time.
     """
-    relation = con.sql(f"SELECT * FROM {table} ORDER BY txn_id")
+    order = "" if stored_in_order else " ORDER BY txn_id"
+    relation = con.sql(f"SELECT * FROM {table}{order}")
     digest = hashlib.sha256(",".join(relation.columns).encode())
     rows = frauds = 0
     for batch in relation.to_arrow_reader(_HASH_BATCH):
@@ -102,6 +107,14 @@ class _DuckDBFile:
             con.close()
 
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        # The DDL below costs tens of milliseconds a connection even when it changes
+        # nothing; the newest column it adds says whether it has run on this file.
+        ready = con.execute(
+            "SELECT COUNT(*) FROM duckdb_columns() WHERE schema_name = 'lineage' "
+            "AND table_name = 'training_runs' AND column_name = 'steps'"
+        ).fetchall()
+        if ready[0][0]:
+            return
         con.execute(
             f"""
             CREATE SCHEMA IF NOT EXISTS raw;
@@ -178,7 +191,9 @@ class DuckDBWarehouse(_DuckDBFile):
         generation: int = 0,
     ) -> IngestResult:
         require_raw_frame(frame, source_object)
-        staged = frame[list(RAW_FRAME_COLUMNS)]
+        # DuckDB scans the frame's columns in place (the INSERT names the ones it takes):
+        # no per-row Python, no copy of the frame.
+        staged = frame
         with self._transaction() as con:
             # Content, not name, decides: the same bytes under another name add nothing.
             known = con.execute(
@@ -251,7 +266,7 @@ class DuckDBWarehouse(_DuckDBFile):
                 f"CREATE OR REPLACE TABLE {staging} AS "
                 "SELECT * FROM training.transactions ORDER BY txn_id"
             )
-            content_hash, rows, frauds = table_hash(con, staging)
+            content_hash, rows, frauds = table_hash(con, staging, stored_in_order=True)
             if rows == 0:
                 raise InvalidInputError("training table is empty: nothing to snapshot")
             snapshot_id = f"snap_{seq:04d}_{content_hash[:8]}"

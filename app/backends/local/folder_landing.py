@@ -4,6 +4,10 @@
 ``.events/pending``: the stand-in for the bucket's Pub/Sub notification, consumed with
 the same pull / ack / nack semantics (:class:`app.core.ports.LandingEvents`). The local
 trigger (:mod:`app.local.trigger`) pulls those events and starts DAG runs.
+
+The queue is folders, one JSON file per event, moved between them by atomic renames:
+``pending`` (due at its ``next_delivery``, when it has one), ``claimed`` (named after
+the consumer's pid), ``done`` and ``failed`` (the dead letters, each with its reason).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,12 +27,18 @@ from typing import Any, Self
 from app.backends._process import pid_alive
 from app.core.config import LocalLandingConfig
 from app.core.errors import InvalidInputError, NotFoundError
-from app.core.records import LandedObject, LandingClaim, LocalCopy
+from app.core.records import (
+    MAX_DELIVERIES,
+    DeadLetter,
+    LandedObject,
+    LandingClaim,
+    LocalCopy,
+    RunFailure,
+    redelivery_delay,
+)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _CHUNK = 1 << 20
-# Deliveries of one event before it is dead-lettered into .events/failed.
-MAX_DELIVERY_ATTEMPTS = 5
 
 
 def file_sha256(path: Path) -> str:
@@ -42,9 +52,11 @@ def file_sha256(path: Path) -> str:
 class FolderLandingZone:
     """Both roles, :class:`LandingZone` and :class:`LandingEvents`, on one folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.root = Path(root)
         self.events = self.root / ".events"
+        # The queue's clock (epoch seconds): when a handed-back event is due again.
+        self.clock = clock
 
     @classmethod
     def from_config(cls, section: LocalLandingConfig, _backends: object) -> Self:
@@ -136,20 +148,24 @@ class FolderLandingZone:
         _write_json(pending / f"{stamp}-{(landed.content_hash or '')[:8]}.json", event)
 
     def pull(self, only: LandedObject | None = None) -> LandingClaim | None:
-        """Take the oldest pending event (or the one for ``only``).
+        """Take the oldest due pending event (or the one for ``only``).
 
         The rename is the lock: one consumer wins it. The claimed file carries the
-        claimer's pid, so a claim left by a killed process can be handed back.
+        claimer's pid, so a claim left by a killed process can be handed back. An event
+        handed back with a ``next_delivery`` time waits until then (the backoff).
         """
         pending = self.events / "pending"
         claimed = self.events / "claimed"
         claimed.mkdir(parents=True, exist_ok=True)
+        now = self.clock()
         for event_file in sorted(pending.glob("*.json")) if pending.exists() else []:
             try:
                 data = json.loads(event_file.read_text())
             except FileNotFoundError:
                 continue  # another consumer took it
-            landed = LandedObject(data["name"], data["uri"], data["content_hash"])
+            if float(data.get("next_delivery") or 0.0) > now:
+                continue
+            landed = _landed(data)
             if only is not None and (landed.name, landed.content_hash) != (
                 only.name,
                 only.content_hash,
@@ -162,16 +178,92 @@ class FolderLandingZone:
                 continue  # another consumer took it
             attempt = int(data.get("delivery_attempt", 0)) + 1
             _write_json(target, {**data, "delivery_attempt": attempt})
-            return LandingClaim(ack_id=str(target), landed=landed, delivery_attempt=attempt)
+            return LandingClaim(
+                ack_id=str(target),
+                landed=landed,
+                delivery_attempt=attempt,
+                event_id=_event_id(event_file),
+            )
         return None
 
     def ack(self, claim: LandingClaim) -> None:
         self._settle(Path(claim.ack_id), "done")
 
-    def nack(self, claim: LandingClaim, *, retry: bool) -> None:
-        """Back to pending for another delivery, unless it has had its share of them."""
-        again = retry and claim.delivery_attempt < MAX_DELIVERY_ATTEMPTS
-        self._settle(Path(claim.ack_id), "pending" if again else "failed")
+    def nack(self, claim: LandingClaim, *, reason: RunFailure, retry_after: float) -> None:
+        """Back to pending, due in ``retry_after`` seconds, unless it has had its
+        ``MAX_DELIVERIES``: then dead-lettered with ``reason``."""
+        event_file = Path(claim.ack_id)
+        if claim.delivery_attempt >= MAX_DELIVERIES:
+            self.dead_letter(claim, reason=reason)
+            return
+        data = _read_json(event_file)
+        data["next_delivery"] = self.clock() + max(retry_after, 0.0)
+        data["last_failure"] = reason.as_dict()
+        _write_json(event_file, data)
+        self._settle(event_file, "pending")
+
+    def dead_letter(self, claim: LandingClaim, *, reason: RunFailure) -> None:
+        event_file = Path(claim.ack_id)
+        data = _read_json(event_file)
+        data["dead_letter"] = {"reason": reason.as_dict(), "at": datetime.now(UTC).isoformat()}
+        _write_json(event_file, data)
+        self._settle(event_file, "failed")
+
+    def dead_letters(self) -> list[DeadLetter]:
+        failed = self.events / "failed"
+        letters = []
+        for event_file in sorted(failed.glob("*.json")) if failed.exists() else []:
+            try:
+                data = json.loads(event_file.read_text())
+            except FileNotFoundError:
+                continue  # re-queued while we looked
+            letter = data.get("dead_letter") or {}
+            # Events dead-lettered before reasons were kept say so rather than nothing.
+            reason = letter.get("reason") or {
+                "task": "unknown",
+                "error_class": "Exception",
+                "message": "dead-lettered without a recorded reason",
+            }
+            letters.append(
+                DeadLetter(
+                    event_id=_event_id(event_file),
+                    landed=_landed(data),
+                    delivery_attempts=int(data.get("delivery_attempt", 0)),
+                    reason=RunFailure.from_dict(reason),
+                    dead_lettered_at=str(letter.get("at") or ""),
+                )
+            )
+        return letters
+
+    def requeue(self, event_id: str | None = None) -> list[str]:
+        """Dead letters back to pending, due now, with their delivery count reset."""
+        failed = self.events / "failed"
+        if event_id is not None and (
+            not _SAFE_NAME.match(event_id) or not (failed / f"{event_id}.json").is_file()
+        ):
+            raise NotFoundError(f"no dead-lettered landing event {event_id!r}")
+        names = [f"{event_id}.json"] if event_id else [p.name for p in failed.glob("*.json")]
+        claimed = self.events / "claimed"
+        claimed.mkdir(parents=True, exist_ok=True)
+        requeued = []
+        for name in sorted(names):
+            # Taken as a claim first, so two `retry`s never both re-queue one event and a
+            # retry killed half-way leaves a claim that recover() hands back.
+            mine = claimed / f"{os.getpid()}~{name}"
+            try:
+                os.replace(failed / name, mine)
+            except FileNotFoundError:
+                continue  # another retry took it
+            data = _read_json(mine)
+            for key in ("dead_letter", "next_delivery"):
+                data.pop(key, None)
+            data.update(delivery_attempt=0, requeued_at=datetime.now(UTC).isoformat())
+            _write_json(mine, data)
+            self._settle(mine, "pending")
+            requeued.append(name.removesuffix(".json"))
+        if event_id is not None and not requeued:
+            raise NotFoundError(f"no dead-lettered landing event {event_id!r}")
+        return requeued
 
     def _settle(self, event_file: Path, where: str) -> None:
         target_dir = self.events / where
@@ -179,20 +271,49 @@ class FolderLandingZone:
         os.replace(event_file, target_dir / event_file.name.split("~", 1)[-1])
 
     def recover(self) -> int:
-        """Hand back claims whose process is gone (killed mid-run), so the file is not lost."""
+        """Hand back claims whose process is gone (killed mid-run), so the file is not lost.
+
+        A killed run is a failed delivery like any transient one: it waits out the
+        backoff, and one that has had its ``MAX_DELIVERIES`` is dead-lettered.
+        """
         claimed = self.events / "claimed"
-        requeued = 0
-        for event_file in claimed.glob("*~*.json") if claimed.exists() else []:
+        recovered = 0
+        for event_file in sorted(claimed.glob("*~*.json")) if claimed.exists() else []:
             pid_text, original = event_file.name.split("~", 1)
             if pid_alive(int(pid_text)):
                 continue
+            # Re-claimed under this pid first: of two recoverers, one wins the rename.
+            mine = claimed / f"{os.getpid()}~{original}"
             try:
-                (self.events / "pending").mkdir(parents=True, exist_ok=True)
-                os.replace(event_file, self.events / "pending" / original)
-                requeued += 1
+                os.replace(event_file, mine)
+                data = _read_json(mine)
             except FileNotFoundError:
                 continue
-        return requeued
+            attempt = int(data.get("delivery_attempt", 0))
+            claim = LandingClaim(str(mine), _landed(data), attempt, _event_id(mine))
+            reason = RunFailure(
+                task="delivery",
+                error_class="ConsumerDied",
+                message=f"the consumer (pid {pid_text}) ended during delivery {attempt} "
+                "without settling it (killed, or the machine went down)",
+            )
+            self.nack(claim, reason=reason, retry_after=redelivery_delay(attempt))
+            recovered += 1
+        return recovered
+
+
+def _event_id(event_file: Path) -> str:
+    """The event's own name: the queue file's, without the claimer's pid."""
+    return event_file.name.split("~", 1)[-1].removesuffix(".json")
+
+
+def _landed(data: dict[str, Any]) -> LandedObject:
+    return LandedObject(data["name"], data["uri"], data["content_hash"])
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

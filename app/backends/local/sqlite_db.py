@@ -1,18 +1,24 @@
 """SQLite files for the local registry (versions) and endpoint (the traffic split).
 
-Short-lived connections in WAL mode: the Airflow task, the KFP step subprocesses
-and the scoring function each open them on their own, often at the same time.
+Writers use short-lived connections in WAL mode: the Airflow task, the KFP step
+subprocesses and the scoring function each open them on their own, often at the same
+time. The scoring path reads through :class:`KeptConnections` instead: opening a
+connection costs far more than the lookup it serves.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from app.core.errors import BackendUnavailableError, NotFoundError
 from app.core.records import ModelVersion
@@ -178,3 +184,85 @@ def read_version(path: Path, version: str) -> ModelVersion:
     if row is None:
         raise NotFoundError(f"model version {version!r} is not registered")
     return to_model_version(row)
+
+
+class KeptConnection:
+    """One open read connection, and what its owner noted about it (``mark``)."""
+
+    __slots__ = ("connection", "file", "mark", "pid", "recheck_at")
+
+    def __init__(self, connection: sqlite3.Connection, pid: int, file: tuple[int, int]) -> None:
+        self.connection = connection
+        self.pid = pid
+        self.file = file  # (st_dev, st_ino) of the file it opened
+        self.recheck_at = 0.0  # time.monotonic() after which the file is looked at again
+        # Free for the owner: e.g. the ``PRAGMA data_version`` it last saw on this connection.
+        self.mark: Any = None
+
+
+class KeptConnections:
+    """Read connections to one SQLite file kept open, one per (process, thread).
+
+    Per thread, since a connection is not for concurrent use (the function serves
+    requests on several threads); per process, since a connection must never cross a
+    ``fork`` (gunicorn may import the app in its master and fork workers from it): a
+    child that finds its parent's connection opens its own and leaves the inherited one
+    alone. At most every ``recheck_seconds`` a use checks the file is still the one
+    opened (a ``stat``), so a file replaced or deleted underneath is reopened, not
+    served stale for longer than that.
+
+    Readers never write, and each statement runs in autocommit, so no read transaction
+    stays open between statements (callers read with ``fetchall``): a kept connection
+    sees every commit and never holds back WAL checkpoints.
+    """
+
+    def __init__(self, path: Path, *, rows: bool = False, recheck_seconds: float = 1.0) -> None:
+        self.path = path
+        self._rows = rows
+        self._recheck = recheck_seconds
+        self._local = threading.local()
+        # Connections inherited across a fork: kept referenced so they are never used or
+        # closed here (SQLite's lock bookkeeping for them came along from the parent).
+        self._inherited: list[sqlite3.Connection] = []
+
+    def get(self) -> KeptConnection | None:
+        """This thread's connection; None when the file does not exist (yet)."""
+        kept: KeptConnection | None = getattr(self._local, "kept", None)
+        if kept is not None and kept.pid == os.getpid() and time.monotonic() < kept.recheck_at:
+            return kept
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self.drop()
+            return None
+        except OSError as exc:
+            raise BackendUnavailableError(f"cannot open {self.path.name}: {exc}") from exc
+        if kept is not None and kept.pid == os.getpid() and kept.file == (st.st_dev, st.st_ino):
+            kept.recheck_at = time.monotonic() + self._recheck
+            return kept
+        self.drop()
+        try:
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None
+            )
+            if self._rows:
+                connection.row_factory = sqlite3.Row
+            # A reader must never write; nor become a writer by a bug.
+            connection.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"cannot open {self.path.name}: {exc}") from exc
+        kept = KeptConnection(connection, os.getpid(), (st.st_dev, st.st_ino))
+        kept.recheck_at = time.monotonic() + self._recheck
+        self._local.kept = kept
+        return kept
+
+    def drop(self) -> None:
+        """Close this thread's connection (after an error: the next use reopens)."""
+        kept: KeptConnection | None = getattr(self._local, "kept", None)
+        self._local.kept = None
+        if kept is None:
+            return
+        if kept.pid != os.getpid():
+            self._inherited.append(kept.connection)
+        else:
+            kept.connection.close()

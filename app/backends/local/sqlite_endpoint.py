@@ -10,12 +10,21 @@ Every change of the split (deploy, promote, rollback) is one ``BEGIN IMMEDIATE``
 transaction that reads the split and writes the new one, so concurrent writers in
 other processes (two pipeline runs, an operator's rollback) serialise instead of
 overwriting each other.
+
+Scoring never queries a database per request: the split and its loaded models are one
+object in memory, swapped whole when the split changes, and a request takes one
+reference to it, so its version, threshold and probability always come from one
+model. Whether the split changed is asked of SQLite's ``PRAGMA data_version`` on a
+kept connection (a few microseconds: it moves whenever another connection commits to
+the file), on every request by default, or at most every ``refresh_seconds``.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +32,7 @@ from typing import Self
 
 from app.backends.local.sqlite_db import (
     ENDPOINT_SCHEMA,
+    KeptConnections,
     connect,
     ensure_schema,
     utc_now,
@@ -66,22 +76,41 @@ class _Split:
         return self.champion
 
 
+@dataclass(frozen=True)
+class _Serving:
+    """A split and the loaded models of its versions: what a request scores with."""
+
+    split: _Split
+    models: Mapping[str, tuple[ModelVersion, FraudModel]]
+
+
 class SQLiteModelEndpoint:
     def __init__(
-        self, db_path: Path, registry: ModelRegistry, *, canary_traffic_percent: int = 0
+        self,
+        db_path: Path,
+        registry: ModelRegistry,
+        *,
+        canary_traffic_percent: int = 0,
+        refresh_seconds: float = 0.0,
     ) -> None:
         if not 0 <= canary_traffic_percent <= 100:
             raise ConfigError(
                 f"canary_traffic_percent must be 0..100, not {canary_traffic_percent}"
             )
+        if not refresh_seconds >= 0:
+            raise ConfigError(f"refresh_seconds must be 0 or more, not {refresh_seconds}")
         self.db_path = db_path
         self.registry = registry
         self.canary_traffic_percent = canary_traffic_percent
+        self.refresh_seconds = refresh_seconds
         ensure_schema(db_path, ENDPOINT_SCHEMA)
         # The scoring function may serve requests on several threads.
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         # version -> (its registry record, its model): the versions of the split last seen.
         self._loaded: dict[str, tuple[ModelVersion, FraudModel]] = {}
+        self._readers = KeptConnections(db_path, rows=True)
+        self._serving_now: _Serving | None = None
+        self._checked_at = -math.inf  # time.monotonic() of the last change check
 
     @classmethod
     def from_config(cls, section: LocalEndpointConfig, backends: Services) -> Self:
@@ -89,6 +118,7 @@ class SQLiteModelEndpoint:
             section.path,
             backends.registry,
             canary_traffic_percent=section.canary_traffic_percent,
+            refresh_seconds=section.refresh_seconds,
         )
 
     def deploy(self, version: ModelVersion, *, expected_champion: str | None) -> dict[str, int]:
@@ -124,6 +154,7 @@ class SQLiteModelEndpoint:
                     percent=100 if full else share,
                 ),
             )
+        self._checked_at = -math.inf  # this process changed it: no waiting to see it
         return target.shares()
 
     def promote(self) -> dict[str, int]:
@@ -138,6 +169,7 @@ class SQLiteModelEndpoint:
                 connection,
                 Deployment(current.canary, current.champion, utc_now(), action="promote"),
             )
+        self._checked_at = -math.inf
         return target.shares()
 
     def rollback(self) -> dict[str, int]:
@@ -161,9 +193,11 @@ class SQLiteModelEndpoint:
                 raise ConflictError("the traffic split changed while rolling back; try again")
             _write_split(connection, target)
             _record(connection, Deployment(restored, dropped, utc_now(), action="rollback"))
+        self._checked_at = -math.inf
         return target.shares()
 
     def _split(self) -> _Split:
+        """The split as the file holds it now (not the one being served, perhaps older)."""
         with connect(self.db_path) as connection:
             return _read_split(connection)
 
@@ -188,16 +222,60 @@ class SQLiteModelEndpoint:
 
     def predict(self, features: Mapping[str, float | None], *, routing_key: str) -> Prediction:
         row = feature_row(features)
-        split = self._split()
-        chosen = split.route(routing_key)
+        # One reference, taken once: a switch meanwhile cannot mix two versions here.
+        serving = self._current()
+        chosen = serving.split.route(routing_key)
         if chosen is None:
             raise BackendUnavailableError("no model is deployed")
         # One version's record and model together: its threshold never meets another's score.
-        version, model = self._serving(chosen, keep=split.shares())
-        probability = float(model.predict(row)[0])
+        version, model = serving.models[chosen]
+        probability = model.predict_one(row)
         return Prediction(
             probability=probability, threshold=version.threshold, model_version=version.version
         )
+
+    def warm(self) -> None:
+        """Read the split and load its models now, and set up this thread's predict
+        path; BackendUnavailableError when nothing is deployed or it cannot be loaded."""
+        serving = self._current()
+        if serving.split.champion is None:
+            raise BackendUnavailableError("no model is deployed")
+        for _, model in serving.models.values():
+            model.warm()
+
+    def _current(self) -> _Serving:
+        """The split in force and its models, checked for a change as configured."""
+        serving = self._serving_now
+        now = time.monotonic()
+        if serving is not None and now - self._checked_at < self.refresh_seconds:
+            return serving
+        kept = self._readers.get()
+        if kept is None:
+            raise BackendUnavailableError(f"{self.db_path.name} does not exist")
+        try:
+            # Moves whenever another connection commits to the file; this one never writes.
+            data_version = kept.connection.execute("PRAGMA data_version").fetchall()[0][0]
+            if serving is not None and kept.mark == data_version:
+                self._checked_at = now
+                return serving
+            with self._lock:
+                # Read under the lock: what is installed was read later than anything
+                # installed before it, so a slow thread never puts an older split back.
+                split = _read_split(kept.connection)
+                serving = self._serving_now
+                if serving is None or serving.split != split:
+                    # All of the split's models load, or (on error) nothing changes.
+                    shares = split.shares()
+                    models = {name: self._serving(name, keep=shares) for name in shares}
+                    serving = _Serving(split, models)
+                    self._serving_now = serving
+        except sqlite3.Error as exc:
+            self._readers.drop()
+            raise BackendUnavailableError(f"{self.db_path.name}: {exc}") from exc
+        # The version seen before the read: a commit in between is looked at again next time.
+        kept.mark = data_version
+        self._checked_at = now
+        return serving
 
     def _replaced_by(self, champion: str) -> str | None:
         """The version ``champion`` took over from when it last became champion."""
@@ -241,11 +319,13 @@ class SQLiteModelEndpoint:
 
 
 def _read_split(connection: sqlite3.Connection) -> _Split:
-    row = connection.execute(
+    # fetchall: on a kept connection a half-read statement would hold its snapshot open.
+    rows = connection.execute(
         "SELECT version, canary, canary_percent FROM deployment WHERE slot = 'live'"
-    ).fetchone()
-    if row is None:
+    ).fetchall()
+    if not rows:
         return _Split()
+    row = rows[0]
     return _Split(row["version"], row["canary"], row["canary_percent"] if row["canary"] else 0)
 
 

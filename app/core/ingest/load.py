@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 from app.core import cards
 from app.core.config import CardAssignmentConfig
 from app.core.ingest.reader import read_transactions
@@ -44,9 +47,12 @@ def load_landed(
         return IngestResult(known.ingest_id, landed.name, 0, True, content_hash)
     frame = parsed.frame
     key = card_key.key(create=True)
-    numbers = frame.pop(CARD_COLUMN)
-    frame.insert(1, "card_id", [cards.card_id(n, key) for n in numbers])
-    frame.insert(2, "card_masked", [cards.mask(n) for n in numbers])
+    # Keyed and masked once per distinct card (a file has far fewer cards than rows).
+    codes, numbers = pd.factorize(frame.pop(CARD_COLUMN))
+    ids = np.array([cards.card_id(n, key) for n in numbers], dtype=object)
+    masked = np.array([cards.mask(n) for n in numbers], dtype=object)
+    frame.insert(1, "card_id", ids[codes])
+    frame.insert(2, "card_masked", masked[codes])
     return warehouse.load_raw(
         frame,
         ingest_id=ingest_id_for(landed.name, content_hash),

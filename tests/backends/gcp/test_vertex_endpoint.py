@@ -743,3 +743,23 @@ def test_from_config_with_a_local_registry_raises_config_error(tmp_path: Path) -
 
     with pytest.raises(ConfigError, match="vertex registry"):
         VertexModelEndpoint.from_config(_section(), Backends(cfg))
+
+
+def test_warm_reads_the_serving_view_so_the_first_predict_reads_nothing_more() -> None:
+    rig = Rig(_version(1, threshold=0.37))
+    _serving(rig, 1)
+    endpoint = rig.endpoint()
+    rig.predictions.answers["predict"] = _answer("100", 0.81)
+
+    endpoint.warm()
+    reads = rig.endpoints.client.methods().count("get_endpoint")
+    prediction = endpoint.predict(_features(), routing_key="card")
+
+    assert reads >= 1
+    assert rig.endpoints.client.methods().count("get_endpoint") == reads
+    assert prediction.model_version == "v0001"
+
+
+def test_warm_nothing_deployed_raises_backend_unavailable() -> None:
+    with pytest.raises(BackendUnavailableError, match="no model is deployed"):
+        Rig().endpoint().warm()

@@ -280,3 +280,13 @@ def test_last_sync_source_table_not_made_yet_is_none() -> None:
             raise gexc.NotFound("no such table")
 
     assert _store(bigquery=Missing()).last_sync() is None
+
+
+def test_warm_makes_the_serving_client_without_a_request() -> None:
+    serving = RecordingClient()
+    store = _store(serving=serving)
+
+    store.warm()
+
+    assert store._serving_client() is serving
+    assert serving.calls == []

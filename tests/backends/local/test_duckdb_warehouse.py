@@ -203,3 +203,42 @@ def test_load_raw_same_content_under_new_name_adds_nothing(
     again = wh.load_raw(frame, ingest_id="b.csv@h", source_object="b.csv", content_hash="h")
     assert again.already_loaded and again.ingest_id == "a.csv@h"
     assert wh.table_counts()["raw.transactions"] == 3000
+
+
+def test_table_hash_stored_in_order_equals_sorted_read(
+    wh: DuckDBWarehouse, lineage: DuckDBLineage, small_csv: Path
+) -> None:
+    import duckdb
+
+    from app.backends.local.duckdb_warehouse import table_hash
+
+    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
+    wh.build_training_table()
+    snap = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
+    con = duckdb.connect(str(wh.path))
+    try:
+        # Shuffled on disk: only the sorted read can give the snapshot's hash.
+        con.execute(
+            "CREATE TABLE shuffled AS SELECT * FROM training.transactions ORDER BY random()"
+        )
+        assert table_hash(con, "shuffled")[0] == snap.content_hash
+        assert table_hash(con, snap.table, stored_in_order=True)[0] == snap.content_hash
+    finally:
+        con.close()
+
+
+def test_connect_existing_file_skips_schema_ddl_yet_old_files_get_new_columns(
+    tmp_path: Path,
+) -> None:
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE SCHEMA lineage; CREATE TABLE lineage.training_runs (run_name VARCHAR PRIMARY KEY,"
+        " snapshot_id VARCHAR NOT NULL, deployed BOOLEAN NOT NULL, gate_reason VARCHAR NOT NULL,"
+        " metrics VARCHAR NOT NULL, model_version VARCHAR, finished_at VARCHAR NOT NULL)"
+    )
+    con.close()
+    assert DuckDBLineage(path).training_runs() == []  # upgraded: the query reads `steps`
+    assert DuckDBWarehouse(path).table_counts()["raw.transactions"] == 0

@@ -3,13 +3,17 @@ from __future__ import annotations
 import multiprocessing
 import shutil
 import sqlite3
+import threading
+import time
 import uuid
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from app.backends.local import sqlite_endpoint
 from app.backends.local.sqlite_endpoint import SQLiteModelEndpoint
 from app.backends.local.sqlite_registry import SQLiteModelRegistry
 from app.core import cards
@@ -20,8 +24,8 @@ from app.core.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from app.core.model.artifact import MODEL_FILE, load_model
-from app.core.model.features import feature_row
+from app.core.model.artifact import MODEL_FILE, FraudModel, load_model
+from app.core.model.features import FeatureVector, feature_row
 from app.core.records import ModelVersion, traffic_bucket
 from app.core.schema import MODEL_FEATURES
 from tests.support.synthetic import synthetic_training_frame
@@ -495,3 +499,161 @@ def test_predict_null_feature_is_scored_as_missing(
     prediction = endpoint.predict(features, routing_key=CARD)
 
     assert 0.0 <= prediction.probability <= 1.0
+
+
+class _CountingRegistry:
+    """The registry, counting what the endpoint asks of it."""
+
+    def __init__(self, inner: SQLiteModelRegistry) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def get(self, version: str) -> ModelVersion:
+        self.calls += 1
+        return self.inner.get(version)
+
+    def load(self, version: ModelVersion) -> FraudModel:
+        self.calls += 1
+        return self.inner.load(version)
+
+
+def test_predict_after_warm_queries_neither_registry_nor_a_new_connection(
+    endpoint: SQLiteModelEndpoint,
+    versions: tuple[ModelVersion, ...],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint.deploy(versions[0], expected_champion=None)
+    counting = _CountingRegistry(endpoint.registry)  # type: ignore[arg-type]
+    serving = SQLiteModelEndpoint(endpoint.db_path, counting)  # type: ignore[arg-type]
+    serving.warm()
+    calls = counting.calls
+
+    def no_connect(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("predict opened a connection")
+
+    rows = [_features(i) for i in range(5)]
+    monkeypatch.setattr(sqlite_endpoint, "connect", no_connect)
+    monkeypatch.setattr(sqlite_endpoint.sqlite3, "connect", no_connect)
+    predictions = [serving.predict(rows[i % 5], routing_key=CARD) for i in range(200)]
+
+    assert counting.calls == calls
+    assert {p.model_version for p in predictions} == {"v0001"}
+
+
+def test_predict_equals_the_models_own_predict_on_many_rows(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...], model_dirs: tuple[Path, Path]
+) -> None:
+    endpoint.deploy(versions[0], expected_champion=None)
+    frame = synthetic_training_frame(500, seed=5)
+    rows = [{name: float(frame[name].iloc[i]) for name in MODEL_FEATURES} for i in range(500)]
+    for row in rows[::3]:
+        row["secs_since_prev_txn"] = None
+    matrix = np.vstack([feature_row(row) for row in rows])
+    expected = load_model(model_dirs[0]).predict(matrix)  # the batch path, all rows at once
+
+    for i, row in enumerate(rows):
+        assert endpoint.predict(row, routing_key=CARD).probability == expected[i]
+        vector = FeatureVector(matrix[i].copy())
+        assert endpoint.predict(vector, routing_key=CARD).probability == expected[i]
+
+
+def test_predict_refresh_seconds_serves_the_read_split_until_they_pass(
+    endpoint: SQLiteModelEndpoint,
+    versions: tuple[ModelVersion, ...],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint.deploy(versions[0], expected_champion=None)
+    now = [1000.0]
+    monkeypatch.setattr(sqlite_endpoint.time, "monotonic", lambda: now[0])
+    cached = SQLiteModelEndpoint(endpoint.db_path, endpoint.registry, refresh_seconds=5.0)
+    assert cached.predict(_features(), routing_key=CARD).model_version == "v0001"
+
+    endpoint.deploy(versions[1], expected_champion="v0001")  # another instance's change
+    now[0] += 4.0
+    assert cached.predict(_features(), routing_key=CARD).model_version == "v0001"
+    now[0] += 1.0
+    assert cached.predict(_features(), routing_key=CARD).model_version == "v0002"
+
+
+def test_predict_refresh_seconds_own_change_is_served_at_once(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    cached = SQLiteModelEndpoint(endpoint.db_path, endpoint.registry, refresh_seconds=3600.0)
+    cached.deploy(versions[0], expected_champion=None)
+    assert cached.predict(_features(), routing_key=CARD).model_version == "v0001"
+    cached.deploy(versions[1], expected_champion="v0001")
+    assert cached.predict(_features(), routing_key=CARD).model_version == "v0002"
+
+
+def test_predict_while_another_process_switches_never_mixes_two_versions(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...], model_dirs: tuple[Path, Path]
+) -> None:
+    features = _features()
+    expected = {
+        "v0001": (float(load_model(model_dirs[0]).predict(feature_row(features))[0]), 0.3),
+        "v0002": (float(load_model(model_dirs[1]).predict(feature_row(features))[0]), 0.6),
+    }
+    endpoint.deploy(versions[0], expected_champion=None)
+    serving = SQLiteModelEndpoint(endpoint.db_path, endpoint.registry)
+    seen: list[tuple[str, float, float]] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def score() -> None:
+        try:
+            while not done.is_set():
+                p = serving.predict(features, routing_key=CARD)
+                seen.append((p.model_version, p.probability, p.threshold))
+        except BaseException as exc:  # surfaced below: a thread's error is otherwise lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=score) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    admin = SQLiteModelEndpoint(endpoint.db_path, endpoint.registry)
+    champion = "v0001"
+    for _ in range(6):
+        if champion == "v0002":
+            admin.rollback()
+            champion = "v0001"
+        else:
+            admin.deploy(versions[1], expected_champion="v0001")
+            champion = "v0002"
+        time.sleep(0.02)
+    done.set()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert not errors
+    assert {version for version, _, _ in seen} == {"v0001", "v0002"}
+    for version, probability, threshold in seen:
+        assert (probability, threshold) == expected[version]
+
+
+def test_warm_nothing_deployed_raises_backend_unavailable(endpoint: SQLiteModelEndpoint) -> None:
+    with pytest.raises(BackendUnavailableError, match="no model is deployed"):
+        endpoint.warm()
+
+
+def test_warm_loads_the_split_so_predict_loads_nothing(
+    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+) -> None:
+    canary = _canary(endpoint, 30)
+    canary.deploy(versions[0], expected_champion=None)
+    canary.deploy(versions[1], expected_champion="v0001")
+    counting = _CountingRegistry(endpoint.registry)  # type: ignore[arg-type]
+    serving = SQLiteModelEndpoint(endpoint.db_path, counting)  # type: ignore[arg-type]
+
+    serving.warm()
+    calls = counting.calls
+    served = {serving.predict(_features(), routing_key=k).model_version for k in _card_ids(200)}
+
+    assert served == {"v0001", "v0002"}
+    assert counting.calls == calls == 4  # each version's record and model, once
+
+
+def test_endpoint_negative_refresh_seconds_raises_config_error(
+    endpoint: SQLiteModelEndpoint,
+) -> None:
+    with pytest.raises(ConfigError, match="refresh_seconds"):
+        SQLiteModelEndpoint(endpoint.db_path, endpoint.registry, refresh_seconds=-1.0)

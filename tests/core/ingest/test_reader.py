@@ -114,10 +114,12 @@ def test_read_transactions_bad_card_hides_number(tmp_path: Path) -> None:
     assert "4242424242424241" not in str(info.value)
 
 
-def test_read_transactions_across_chunks_keeps_lines_and_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("block_bytes", [7, 400, 1 << 20])
+def test_read_transactions_across_blocks_keeps_lines_and_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_bytes: int
 ) -> None:
-    monkeypatch.setattr("app.core.ingest.reader.CHUNK_ROWS", 3)
+    # 7 bytes: every line spans blocks; 400: a few lines a block; 1 MiB: one block.
+    monkeypatch.setattr("app.core.ingest.reader.BLOCK_BYTES", block_bytes)
     rows = [_row(time=str(t)) for t in range(8)]
     frame = read_transactions(_write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")).frame
     assert frame["source_time"].tolist() == [float(t) for t in range(8)]
@@ -137,3 +139,49 @@ def test_read_transactions_binary_file_is_rejected(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe" + HEADER.encode())
     with pytest.raises(InvalidInputError, match="UTF-8"):
         read_transactions(path)
+
+
+def test_read_transactions_utf8_bom_loads_and_is_hashed(small_csv: Path, tmp_path: Path) -> None:
+    plain = read_transactions(small_csv)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + small_csv.read_bytes())
+    parsed = read_transactions(bom)
+    assert parsed.frame.equals(plain.frame)
+    assert parsed.content_hash != plain.content_hash  # the hash is of the bytes, BOM included
+
+
+def test_read_transactions_crlf_loads_with_the_same_lines(small_csv: Path, tmp_path: Path) -> None:
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(small_csv.read_bytes().replace(b"\n", b"\r\n"))
+    assert read_transactions(crlf).frame.equals(read_transactions(small_csv).frame)
+
+
+def test_read_transactions_oversized_field_names_line_and_column(tmp_path: Path) -> None:
+    from app.core.ingest.reader import MAX_FIELD_CHARS
+
+    rows = [_row(), _row(v="1" * (MAX_FIELD_CHARS + 1))]
+    with pytest.raises(InvalidInputError, match="longer than") as info:
+        read_transactions(_write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n"))
+    assert info.value.location == "f.csv:3:2"
+
+
+def test_read_transactions_blank_lines_keep_physical_line_numbers(tmp_path: Path) -> None:
+    text = HEADER + "\n" + _row() + "\n\n  \n" + _row(time="4") + "\n\n"
+    frame = read_transactions(_write(tmp_path, text)).frame
+    assert frame["source_line"].tolist() == [2, 5]
+
+
+def test_read_transactions_kaggle_cards_match_the_row_text_definition(kaggle_csv: Path) -> None:
+    import csv
+
+    with kaggle_csv.open(newline="") as fh:
+        rows = list(csv.reader(fh))[1:]
+    expected = [cards.assign_card_number(",".join(r), 50) for r in rows]
+    assert read_transactions(kaggle_csv, pool_size=50).frame["card_number"].tolist() == expected
+
+
+def test_read_transactions_expected_hash_mismatch_is_a_conflict(small_csv: Path) -> None:
+    from app.core.errors import ConflictError
+
+    with pytest.raises(ConflictError):
+        read_transactions(small_csv, expected_hash="0" * 64)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from app.core.errors import InvalidInputError
-from app.core.model.features import feature_matrix, feature_row, labels
+from app.core.model.features import FeatureVector, feature_matrix, feature_row, labels
 from app.core.schema import MODEL_FEATURES
 
 
@@ -79,3 +79,54 @@ def test_feature_row_text_value_raises_invalid_input() -> None:
 
     with pytest.raises(InvalidInputError, match="'amount' must be a number"):
         feature_row(features)  # type: ignore[arg-type]
+
+
+def _vector_values() -> np.ndarray:
+    values = np.arange(len(MODEL_FEATURES), dtype=np.float64) / 4
+    values[MODEL_FEATURES.index("secs_since_prev_txn")] = np.nan
+    return values
+
+
+def test_feature_vector_reads_as_a_mapping_with_none_for_missing() -> None:
+    vector = FeatureVector(_vector_values())
+
+    assert list(vector) == list(MODEL_FEATURES)
+    assert len(vector) == len(MODEL_FEATURES)
+    assert vector["V2"] == 0.25
+    assert vector["secs_since_prev_txn"] is None
+    assert "other" not in vector
+    assert dict(vector) == {
+        name: (None if name == "secs_since_prev_txn" else i / 4)
+        for i, name in enumerate(MODEL_FEATURES)
+    }
+
+
+def test_feature_vector_from_bytes_shares_the_buffer_read_only() -> None:
+    data = b"head" + _vector_values().astype("<f8").tobytes()
+    vector = FeatureVector.from_bytes(data, 4)
+
+    assert vector["V3"] == 0.5
+    with pytest.raises(ValueError, match="read-only"):
+        vector.matrix[0, 0] = 1.0
+
+
+def test_feature_vector_wrong_shape_raises_invalid_input() -> None:
+    with pytest.raises(InvalidInputError, match="float64 values"):
+        FeatureVector(np.zeros(3))
+
+
+def test_feature_row_of_a_feature_vector_is_its_matrix_as_the_mapping_path_gives() -> None:
+    vector = FeatureVector(_vector_values())
+
+    row = feature_row(vector)
+
+    assert row is vector.matrix
+    np.testing.assert_array_equal(row, feature_row(dict(vector)))
+
+
+def test_feature_row_of_a_feature_vector_with_infinity_raises_naming_it() -> None:
+    values = _vector_values()
+    values[MODEL_FEATURES.index("amount")] = np.inf
+
+    with pytest.raises(InvalidInputError, match="'amount' is infinite"):
+        feature_row(FeatureVector(values))

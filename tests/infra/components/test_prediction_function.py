@@ -57,7 +57,11 @@ def test_prediction_function_runs_as_inference_account_with_runtime_config(
     (fn,) = run.of_type(FUNCTION)
     service = fn.inputs["serviceConfig"]
     assert service["serviceAccountEmail"] == "fmo-test-inference@p.iam.gserviceaccount.com"
-    assert service["environmentVariables"] == {"FRAUD_MLOPS_CONFIG": CONFIG_JSON}
+    assert service["environmentVariables"] == {
+        "FRAUD_MLOPS_CONFIG": CONFIG_JSON,
+        "WORKERS": "2",
+        "THREADS": "8",
+    }
     assert (service["minInstanceCount"], service["maxInstanceCount"]) == (1, 4)
     build = fn.inputs["buildConfig"]
     assert build["entryPoint"] == "predict" and build["runtime"] == "python311"
@@ -256,3 +260,26 @@ def test_prediction_function_repository_protect_follows_deletion_protection(
 
     (repo,) = run.of_type("gcp:artifactregistry/repository:Repository")
     assert repo.protect is protect
+
+
+def test_prediction_function_serving_shape_sets_cpu_concurrency_and_env(
+    source_root: Path, tmp_path: Path
+) -> None:
+    run = run_component(lambda: _build(source_root, tmp_path, workers=3, threads=4))
+
+    (fn,) = run.of_type(FUNCTION)
+    service = fn.inputs["serviceConfig"]
+    assert service["availableCpu"] == "3"
+    assert service["maxInstanceRequestConcurrency"] == 12
+    assert (
+        service["environmentVariables"]["WORKERS"],
+        service["environmentVariables"]["THREADS"],
+    ) == ("3", "4")
+
+
+@pytest.mark.parametrize(("workers", "threads"), [(0, 8), (2, 0), (9, 1), (1, 65)])
+def test_prediction_function_serving_shape_out_of_range_is_rejected(
+    source_root: Path, tmp_path: Path, workers: int, threads: int
+) -> None:
+    with pytest.raises(ValueError, match="workers/threads"):
+        run_component(lambda: _build(source_root, tmp_path, workers=workers, threads=threads))
