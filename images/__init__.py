@@ -87,6 +87,9 @@ TRAINER = ImageSpec(
         "google-auth",
         "google-cloud-aiplatform",
         "google-cloud-bigquery",
+        # Every GCP backend must import in the image (the composition root loads them by
+        # name), the landing events' Pub/Sub client included.
+        "google-cloud-pubsub",
         "google-cloud-secret-manager",
         "google-cloud-storage",
         "google-crc32c",

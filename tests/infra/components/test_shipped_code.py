@@ -26,6 +26,7 @@ CORE_SHARED = [
     "app/backends/gcp/bigquery_warehouse.py",
     "app/backends/gcp/calls.py",
     "app/backends/gcp/gcs_landing.py",
+    "app/backends/gcp/pubsub_landing_events.py",
     "app/backends/gcp/secret_manager_card_key.py",
     "app/backends/gcp/vertex_endpoint.py",
     "app/backends/gcp/vertex_feature_store.py",
