@@ -51,7 +51,10 @@ from benchmarks import http_load, report, soak
 T = TypeVar("T")
 KAGGLE_ROWS = 284_807
 CONSTANT_SOURCE = Path(__file__).resolve().parent / "constant_function.py"
-DATA_STAGES = ("parse_validate", "land", "load_raw", "transform", "snapshot", "sync_feature_view")
+# What the DAG runs for one landed file. ``parse_validate`` is timed on its own too, for
+# its ratio to DuckDB's reader, but load_raw validates the file itself (the task is
+# self-contained), so adding both would count validation twice.
+DATA_STAGES = ("land", "load_raw", "transform", "snapshot", "sync_feature_view")
 DATA_GOAL_S = 5.0
 
 
@@ -116,6 +119,8 @@ def data_part(
     part = {
         "duckdb_read_csv_s": reference,
         "data_stages_total_s": total,
+        "data_stages": list(DATA_STAGES),
+        "validation_inside": "load_raw",
         "data_stages_ratio_to_duckdb": round(total / reference, 2) if reference else None,
         "stages": stages,
         "rows_per_second": {

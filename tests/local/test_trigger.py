@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,43 @@ from app.core.records import MAX_DELIVERIES, LandedObject, RunFailure
 from app.local import trigger as trigger_module
 from app.local.trigger import DagRunReport, LocalAirflowTrigger, settle
 
+Run = Callable[..., DagRunReport]
+"""What stands in for the trigger's DAG run: the landed object in, its report out."""
+RunAs = Callable[[Run], None]
+
 
 def _report(landed: LandedObject, state: str, failure: RunFailure | None = None) -> DagRunReport:
     return DagRunReport(landed.name, "manual__1", state, {"load_raw": state}, "x.log", failure)
 
 
+def _raising(error: BaseException) -> Run:
+    """A stand-in run that dies with `error` before it has a report."""
+
+    def run(*_: object, **__: object) -> DagRunReport:
+        raise error
+
+    return run
+
+
 @pytest.fixture
 def trigger(cfg: RuntimeConfig) -> LocalAirflowTrigger:
     return LocalAirflowTrigger(cfg)
+
+
+@pytest.fixture
+def landed(cfg: RuntimeConfig, small_csv: Path) -> LandedObject:
+    """The small file, landed: its event waits in the trigger's queue."""
+    return Backends(cfg).landing.land(small_csv)
+
+
+@pytest.fixture
+def run_as(trigger: LocalAirflowTrigger, monkeypatch: pytest.MonkeyPatch) -> RunAs:
+    """Replaces the trigger's DAG run by a stand-in (again on each call)."""
+
+    def replace(run: Run) -> None:
+        monkeypatch.setattr(trigger, "run", run)
+
+    return replace
 
 
 def _queue(cfg: RuntimeConfig, name: str) -> list[str]:
@@ -38,13 +68,9 @@ def _queue(cfg: RuntimeConfig, name: str) -> list[str]:
 
 
 def test_dispatch_success_acks_the_event(
-    trigger: LocalAirflowTrigger,
-    cfg: RuntimeConfig,
-    small_csv: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    trigger: LocalAirflowTrigger, cfg: RuntimeConfig, landed: LandedObject, run_as: RunAs
 ) -> None:
-    landed = Backends(cfg).landing.land(small_csv)
-    monkeypatch.setattr(trigger, "run", lambda obj, **_: _report(obj, "success"))
+    run_as(lambda obj, **_: _report(obj, "success"))
 
     (report,) = trigger.dispatch_pending()
 
@@ -52,15 +78,12 @@ def test_dispatch_success_acks_the_event(
     assert (len(_queue(cfg, "done")), _queue(cfg, "pending"), _queue(cfg, "failed")) == (1, [], [])
 
 
+@pytest.mark.usefixtures("landed")
 def test_dispatch_bad_file_dead_letters_and_reraises_with_its_location(
-    trigger: LocalAirflowTrigger,
-    cfg: RuntimeConfig,
-    small_csv: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    trigger: LocalAirflowTrigger, cfg: RuntimeConfig, run_as: RunAs
 ) -> None:
-    Backends(cfg).landing.land(small_csv)
     bad = RunFailure("load_raw", "InvalidInputError", "not a number", "small.csv:3:4")
-    monkeypatch.setattr(trigger, "run", lambda obj, **_: _report(obj, "failed", bad))
+    run_as(lambda obj, **_: _report(obj, "failed", bad))
 
     (report,) = trigger.dispatch_pending()
 
@@ -72,16 +95,13 @@ def test_dispatch_bad_file_dead_letters_and_reraises_with_its_location(
 
 
 def test_dispatch_transient_failure_hands_the_event_back_and_goes_on_with_the_rest(
-    trigger: LocalAirflowTrigger,
-    cfg: RuntimeConfig,
-    small_csv: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    trigger: LocalAirflowTrigger, cfg: RuntimeConfig, small_csv: Path, run_as: RunAs
 ) -> None:
     clock = _fake_clock(trigger, cfg)
     Backends(cfg).landing.land(small_csv, name="a.csv")
     Backends(cfg).landing.land(small_csv, name="b.csv")
     down = RunFailure("load_raw", "BackendUnavailableError", "warehouse locked")
-    monkeypatch.setattr(trigger, "run", lambda obj, **_: _report(obj, "failed", down))
+    run_as(lambda obj, **_: _report(obj, "failed", down))
 
     reports = trigger.dispatch_pending()  # each handed back once, not again this round
 
@@ -90,25 +110,18 @@ def test_dispatch_transient_failure_hands_the_event_back_and_goes_on_with_the_re
         ("b.csv", True, "redelivered in 1s"),
     ]
     assert len(_queue(cfg, "pending")) == 2 and _queue(cfg, "failed") == []
-    monkeypatch.setattr(trigger, "run", lambda obj, **_: _report(obj, "success"))
+    run_as(lambda obj, **_: _report(obj, "success"))
     assert trigger.dispatch_pending() == []  # not due yet
     clock.now += 1.0
     assert [r.object_name for r in trigger.dispatch_pending()] == ["a.csv", "b.csv"]
     assert len(_queue(cfg, "done")) == 2
 
 
+@pytest.mark.usefixtures("landed")
 def test_dispatch_crash_before_a_report_redelivers_the_event(
-    trigger: LocalAirflowTrigger,
-    cfg: RuntimeConfig,
-    small_csv: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    trigger: LocalAirflowTrigger, cfg: RuntimeConfig, run_as: RunAs
 ) -> None:
-    Backends(cfg).landing.land(small_csv)
-
-    def crash(obj: LandedObject, **_: object) -> DagRunReport:
-        raise PipelineFailedError("DAG run for small.csv crashed; see x.log")
-
-    monkeypatch.setattr(trigger, "run", crash)
+    run_as(_raising(PipelineFailedError("DAG run for small.csv crashed; see x.log")))
     (report,) = trigger.dispatch_pending()
 
     assert (report.state, report.retryable) == ("crashed", True)
@@ -152,12 +165,11 @@ def _fake_clock(trigger: LocalAirflowTrigger, cfg: RuntimeConfig) -> Clock:
 def test_settle_classifies_the_files_fault_as_final_and_the_rest_as_transient(
     trigger: LocalAirflowTrigger,
     cfg: RuntimeConfig,
-    small_csv: Path,
+    landed: LandedObject,
     failure: RunFailure | None,
     state: str,
     dead_at_once: bool,
 ) -> None:
-    landed = Backends(cfg).landing.land(small_csv)
     events = trigger.backends.landing_events
     claim = events.pull()
     assert claim is not None
@@ -173,16 +185,13 @@ def test_settle_classifies_the_files_fault_as_final_and_the_rest_as_transient(
         assert events.dead_letters() == [] and len(_queue(cfg, "pending")) == 1
 
 
+@pytest.mark.usefixtures("landed")
 def test_dispatch_transient_failure_every_delivery_dead_letters_with_reason_after_five(
-    trigger: LocalAirflowTrigger,
-    cfg: RuntimeConfig,
-    small_csv: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    trigger: LocalAirflowTrigger, cfg: RuntimeConfig, run_as: RunAs
 ) -> None:
     clock = _fake_clock(trigger, cfg)
-    Backends(cfg).landing.land(small_csv)
     down = RunFailure("load_raw", "BackendUnavailableError", "warehouse locked")
-    monkeypatch.setattr(trigger, "run", lambda obj, **_: _report(obj, "failed", down))
+    run_as(lambda obj, **_: _report(obj, "failed", down))
     settled = []
     for _ in range(MAX_DELIVERIES + 2):
         settled += [r.settled for r in trigger.dispatch_pending()]
@@ -202,15 +211,11 @@ def test_dispatch_transient_failure_every_delivery_dead_letters_with_reason_afte
 def test_dispatch_migrate_failure_is_redelivered_not_dead_lettered(
     trigger: LocalAirflowTrigger,
     cfg: RuntimeConfig,
-    small_csv: Path,
+    landed: LandedObject,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    landed = Backends(cfg).landing.land(small_csv)
-
-    def migrate_fails() -> None:
-        raise BackendUnavailableError("airflow db migrate failed (exit 1); see migrate.log")
-
-    monkeypatch.setattr(trigger, "ensure_db", migrate_fails)
+    migrate_fails = BackendUnavailableError("airflow db migrate failed (exit 1); see migrate.log")
+    monkeypatch.setattr(trigger, "ensure_db", _raising(migrate_fails))
     (report,) = trigger.dispatch_pending(only=landed)
 
     assert report.state == "crashed" and report.retryable
@@ -220,18 +225,11 @@ def test_dispatch_migrate_failure_is_redelivered_not_dead_lettered(
         report.raise_for_error()  # `ingest` exits 4, and the event waits for `watch`
 
 
+@pytest.mark.usefixtures("landed")
 def test_dispatch_interrupted_hands_the_event_back_at_once_and_reraises(
-    trigger: LocalAirflowTrigger,
-    cfg: RuntimeConfig,
-    small_csv: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    trigger: LocalAirflowTrigger, run_as: RunAs
 ) -> None:
-    Backends(cfg).landing.land(small_csv)
-
-    def interrupted(obj: LandedObject, **_: object) -> DagRunReport:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(trigger, "run", interrupted)
+    run_as(_raising(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         trigger.dispatch_pending()
 

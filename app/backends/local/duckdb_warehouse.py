@@ -111,7 +111,7 @@ class _DuckDBFile:
         # nothing; the newest column it adds says whether it has run on this file.
         ready = con.execute(
             "SELECT COUNT(*) FROM duckdb_columns() WHERE schema_name = 'lineage' "
-            "AND table_name = 'training_runs' AND column_name = 'steps'"
+            "AND table_name = 'training_build' AND column_name = 'query_hash'"
         ).fetchall()
         if ready[0][0]:
             return
@@ -150,6 +150,16 @@ class _DuckDBFile:
               metrics VARCHAR NOT NULL,
               model_version VARCHAR,
               finished_at VARCHAR NOT NULL
+            );
+            -- The build that training.transactions (a view) reads; one row, or none yet.
+            CREATE TABLE IF NOT EXISTS lineage.training_build (
+              table_name VARCHAR NOT NULL,
+              build_seq BIGINT NOT NULL,
+              row_count BIGINT NOT NULL,
+              built_at VARCHAR NOT NULL,
+              -- What it was built from: the raw table's ingests and the query text.
+              raw_ingests BIGINT NOT NULL,
+              query_hash VARCHAR NOT NULL
             );
             -- Added after the first release: homes made before it get the columns too.
             ALTER TABLE raw.ingests ADD COLUMN IF NOT EXISTS generation BIGINT DEFAULT 0;
@@ -244,11 +254,53 @@ class DuckDBWarehouse(_DuckDBFile):
     # -- training -------------------------------------------------------------
 
     def build_training_table(self) -> int:
+        """A new training build, in ``txn_id`` order; ``training.transactions`` reads it.
+
+        Each build is its own table, never written again once made, so the snapshot of
+        it is the build itself, adopted under the snapshot's name: no copy, as
+        BigQuery's ``CREATE SNAPSHOT TABLE ... CLONE`` makes none. A build that no
+        snapshot adopted is dropped when the next one replaces it. Raw rows only come
+        with a new ingest, so a build from the same ingests and the same query is
+        current: a transform run again returns it and changes nothing.
+        """
         query = sql.render("training", {"raw.transactions": "raw.transactions"}, "duckdb")
+        query_hash = hashlib.sha256(query.encode()).hexdigest()
         with self._transaction() as con:
-            con.execute(f"CREATE OR REPLACE TABLE training.transactions AS {query}")
-            row = con.execute("SELECT COUNT(*) FROM training.transactions").fetchone()
-        return int(row[0]) if row else 0
+            previous = con.execute(
+                "SELECT table_name, build_seq, row_count, raw_ingests, query_hash "
+                "FROM lineage.training_build"
+            ).fetchall()
+            ((ingests,),) = con.execute("SELECT COUNT(*) FROM raw.ingests").fetchall()
+            if previous and tuple(previous[0][3:]) == (ingests, query_hash):
+                return int(previous[0][2])
+            seq = (int(previous[0][1]) if previous else 0) + 1
+            build = f"snapshots.build_{seq:06d}"
+            # Ordered as written: the snapshot's hash then reads it without sorting again.
+            con.execute(f"CREATE TABLE {build} AS SELECT * FROM ({query}) ORDER BY txn_id")
+            ((rows,),) = con.execute(f"SELECT COUNT(*) FROM {build}").fetchall()
+            # A home made before builds existed keeps the training table as a table.
+            legacy = con.execute(
+                "SELECT COUNT(*) FROM duckdb_tables() "
+                "WHERE schema_name = 'training' AND table_name = 'transactions'"
+            ).fetchall()
+            if legacy[0][0]:
+                con.execute("DROP TABLE training.transactions")
+            con.execute(f"CREATE OR REPLACE VIEW training.transactions AS SELECT * FROM {build}")
+            if previous and not self._adopted(con, str(previous[0][0])):
+                con.execute(f"DROP TABLE IF EXISTS {previous[0][0]}")
+            con.execute("DELETE FROM lineage.training_build")
+            con.execute(
+                "INSERT INTO lineage.training_build VALUES (?, ?, ?, ?, ?, ?)",
+                [build, seq, rows, _now(), ingests, query_hash],
+            )
+        return int(rows)
+
+    @staticmethod
+    def _adopted(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+        found = con.execute(
+            "SELECT COUNT(*) FROM lineage.snapshots WHERE table_name = ?", [table]
+        ).fetchall()
+        return bool(found[0][0])
 
     # -- snapshots ------------------------------------------------------------
 
@@ -261,17 +313,30 @@ class DuckDBWarehouse(_DuckDBFile):
                 return _snapshot_info(existing)
             seq_row = con.execute("SELECT COUNT(*) FROM lineage.snapshots").fetchone()
             seq = (int(seq_row[0]) if seq_row else 0) + 1
-            staging = f"snapshots.staging_{seq:04d}"
-            con.execute(
-                f"CREATE OR REPLACE TABLE {staging} AS "
-                "SELECT * FROM training.transactions ORDER BY txn_id"
-            )
+            current = con.execute("SELECT table_name FROM lineage.training_build").fetchall()
+            build = str(current[0][0]) if current else None
+            if build is not None and not self._adopted(con, build):
+                # The current build, frozen as it is: it is renamed, never copied.
+                staging, adopt = build, True
+            else:
+                # Already some snapshot's table (a second snapshot with no transform
+                # between), or a home whose training table predates builds: copy it.
+                staging, adopt = f"snapshots.staging_{seq:04d}", False
+                con.execute(
+                    f"CREATE OR REPLACE TABLE {staging} AS "
+                    "SELECT * FROM training.transactions ORDER BY txn_id"
+                )
             content_hash, rows, frauds = table_hash(con, staging, stored_in_order=True)
             if rows == 0:
                 raise InvalidInputError("training table is empty: nothing to snapshot")
             snapshot_id = f"snap_{seq:04d}_{content_hash[:8]}"
             table = f"snapshots.{snapshot_id}"
             con.execute(f"ALTER TABLE {staging} RENAME TO {snapshot_id}")
+            if adopt:
+                con.execute(
+                    f"CREATE OR REPLACE VIEW training.transactions AS SELECT * FROM {table}"
+                )
+                con.execute("UPDATE lineage.training_build SET table_name = ?", [table])
             info = SnapshotInfo(
                 snapshot_id=snapshot_id,
                 table=table,

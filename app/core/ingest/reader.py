@@ -10,16 +10,22 @@ returned for a partly bad file.
 The parsing is pyarrow's CSV reader, and the checks are vectorised over its columns:
 no Python code runs per row. The file is read in blocks of whole lines, each hashed
 as it is read (what is parsed is what is hashed) and parsed on its own, so memory is
-one block plus the validated columns, never the file twice. pyarrow, not DuckDB:
-this module also runs in Composer, which has pyarrow but not DuckDB.
+one block plus the validated columns, never the file twice. Blocks are parsed on
+:data:`PARSE_THREADS` threads (pyarrow's parser and the checks release the GIL), at
+most one block ahead of them read, and their results taken in file order, so the
+error raised is still the file's first. pyarrow, not DuckDB: this module also runs
+in Composer, which has pyarrow but not DuckDB.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -42,6 +48,9 @@ MAX_FIELD_CHARS = 16_384
 # Bytes read per block (then cut at the last line end): bounds memory and sets the
 # unit pyarrow parses at once.
 BLOCK_BYTES = 8 << 20
+# Blocks parsed at once: the machine's cores, at most 4 (memory is about this many
+# blocks plus one, and more threads only wait on the one file read).
+PARSE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 _BOM = b"\xef\xbb\xbf"
 _FOREIGN_BOMS = (
@@ -85,7 +94,7 @@ def read_transactions(
             header = _header(blocks.header(), name)
             has_cards = _check_header(header, name)
             spec = _Spec(name, len(header), has_cards, pool_size, bin_prefix)
-            parts = [_parse_block(block, spec) for block in blocks]
+            parts = _parse_blocks(blocks, spec)
             content_hash = blocks.hexdigest()
     except OSError as exc:
         raise InvalidInputError(f"cannot be read: {exc.strerror}", location=name) from exc
@@ -370,6 +379,33 @@ def _parse_block(block: _Block, spec: _Spec) -> _Part:
     if problems:
         raise _at(min(problems), spec.name)
     return part
+
+
+def _parse_blocks(blocks: Iterable[_Block], spec: _Spec) -> list[_Part]:
+    """Every block parsed, in file order; the first problem in file order is raised."""
+    if PARSE_THREADS == 1:
+        return [_parse_block(block, spec) for block in blocks]
+    parts: list[_Part] = []
+    pending: deque[Future[_Part]] = deque()
+    with ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="csv-block") as pool:
+        try:
+            try:
+                for block in blocks:
+                    pending.append(pool.submit(_parse_block, block, spec))
+                    while len(pending) > PARSE_THREADS:  # bounded: read one block ahead
+                        parts.append(pending.popleft().result())
+            except InvalidInputError:
+                # Reading found a problem (an over-long line) after the blocks in flight:
+                # any problem of theirs comes first in the file, so it wins.
+                while pending:
+                    pending.popleft().result()
+                raise
+            while pending:
+                parts.append(pending.popleft().result())
+        finally:
+            for future in pending:  # a problem ends the read: parse nothing further
+                future.cancel()
+    return parts
 
 
 def _split_lines(data: bytes) -> list[bytes]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import sqlglot
-from sqlglot import exp
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 
 @cache
@@ -20,6 +21,11 @@ def source(name: str) -> str:
 
 def render(name: str, tables: dict[str, str], dialect: str) -> str:
     """The query ``name`` with logical tables mapped to ``tables``, in ``dialect``."""
+    # Imported here, not at module import: sqlglot takes ~0.4 s to import, and the
+    # warehouse modules that import this one are loaded by tasks that render no SQL.
+    import sqlglot
+    from sqlglot import exp
+
     tree = sqlglot.parse_one(source(name), read="bigquery")
     unknown: set[str] = set()
 

@@ -11,6 +11,7 @@ from app.core import cards
 from app.core.errors import NotFoundError
 from app.core.ingest.reader import read_transactions
 from app.core.records import PipelineResult
+from app.local.generate import GeneratedData, write_csv
 
 KEY = b"k" * 32
 
@@ -242,3 +243,105 @@ def test_connect_existing_file_skips_schema_ddl_yet_old_files_get_new_columns(
     con.close()
     assert DuckDBLineage(path).training_runs() == []  # upgraded: the query reads `steps`
     assert DuckDBWarehouse(path).table_counts()["raw.transactions"] == 0
+
+
+def _tables(wh: DuckDBWarehouse) -> dict[str, str]:
+    import duckdb
+
+    con = duckdb.connect(str(wh.path), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT table_schema || '.' || table_name, table_type FROM information_schema.tables "
+            "WHERE table_schema IN ('training', 'snapshots') ORDER BY 1"
+        ).fetchall()
+    finally:
+        con.close()
+    return {str(name): str(kind) for name, kind in rows}
+
+
+def test_snapshot_training_current_build_is_adopted_not_copied(
+    wh: DuckDBWarehouse, small_csv: Path
+) -> None:
+    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
+    wh.build_training_table()
+    assert _tables(wh) == {
+        "snapshots.build_000001": "BASE TABLE",
+        "training.transactions": "VIEW",
+    }
+    snap = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
+    # The build became the snapshot: one table, and the training view reads it.
+    assert _tables(wh) == {snap.table: "BASE TABLE", "training.transactions": "VIEW"}
+    assert wh.table_counts()["training.transactions"] == 3000
+    assert wh.snapshot_content_hash(snap.snapshot_id) == snap.content_hash
+
+
+def test_build_training_table_unadopted_build_is_dropped_adopted_one_kept(
+    wh: DuckDBWarehouse, small_csv: Path, kaggle_csv: Path, small_data: GeneratedData
+) -> None:
+    tiny_csv = write_csv(small_data.frame.head(100), wh.path.parent / "c.csv")
+    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
+    wh.build_training_table()
+    wh.load_raw(_raw_frame(kaggle_csv), ingest_id="b@2", source_object="b.csv", content_hash="2")
+    wh.build_training_table()  # the first build is nobody's snapshot: replaced, dropped
+    assert [t for t in _tables(wh) if t.startswith("snapshots.")] == ["snapshots.build_000002"]
+    snap = wh.snapshot_training(ingest_id="b@2", source_object="b.csv")
+    wh.load_raw(_raw_frame(tiny_csv), ingest_id="c@3", source_object="c.csv", content_hash="3")
+    rows = wh.build_training_table()
+    assert [t for t in _tables(wh) if t.startswith("snapshots.")] == [
+        "snapshots.build_000003",
+        snap.table,
+    ]
+    assert rows > len(wh.read_snapshot(snap.snapshot_id)) == 3400
+
+
+def test_build_training_table_same_ingests_again_changes_nothing(
+    wh: DuckDBWarehouse, small_csv: Path
+) -> None:
+    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
+    assert wh.build_training_table() == 3000
+    before = _tables(wh)
+    assert wh.build_training_table() == 3000  # a retried transform
+    assert (
+        _tables(wh)
+        == before
+        == {
+            "snapshots.build_000001": "BASE TABLE",
+            "training.transactions": "VIEW",
+        }
+    )
+
+
+def test_snapshot_training_second_ingest_without_transform_copies_the_adopted_table(
+    wh: DuckDBWarehouse, small_csv: Path
+) -> None:
+    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
+    wh.build_training_table()
+    first = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
+    second = wh.snapshot_training(ingest_id="b@2", source_object="b.csv")
+    assert second.table != first.table
+    assert second.content_hash == first.content_hash
+    assert set(_tables(wh)) == {first.table, second.table, "training.transactions"}
+    assert len(wh.read_snapshot(first.snapshot_id)) == len(wh.read_snapshot(second.snapshot_id))
+
+
+def test_build_training_table_home_with_a_training_table_gets_the_view(
+    wh: DuckDBWarehouse, small_csv: Path
+) -> None:
+    import duckdb
+
+    from app.core import sql
+
+    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
+    query = sql.render("training", {"raw.transactions": "raw.transactions"}, "duckdb")
+    con = duckdb.connect(str(wh.path))
+    try:
+        # As a home made before builds existed has it: a table, and no build row.
+        con.execute(f"CREATE TABLE training.transactions AS {query} LIMIT 10")
+    finally:
+        con.close()
+    legacy = wh.snapshot_training(ingest_id="old@0", source_object="old.csv")
+    assert legacy.row_count == 10  # a pre-build home snapshots its table as it is
+    assert wh.build_training_table() == 3000
+    assert _tables(wh)["training.transactions"] == "VIEW"
+    assert wh.snapshot_training(ingest_id="a@1", source_object="a.csv").row_count == 3000
+    assert len(wh.read_snapshot(legacy.snapshot_id)) == 10

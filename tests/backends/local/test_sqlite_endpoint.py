@@ -9,6 +9,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -59,6 +60,24 @@ def _canary(endpoint: SQLiteModelEndpoint, percent: int) -> SQLiteModelEndpoint:
     return SQLiteModelEndpoint(endpoint.db_path, endpoint.registry, canary_traffic_percent=percent)
 
 
+def _deploy_in_turn(serving: SQLiteModelEndpoint, *in_turn: ModelVersion) -> SQLiteModelEndpoint:
+    """Deploys each version at `serving`'s canary share, expecting the one before as champion.
+
+    The first goes over nothing. Past the second, right only for full deploys: over a canary
+    the champion is still the first.
+    """
+    previous: str | None = None
+    for version in in_turn:
+        serving.deploy(version, expected_champion=previous)
+        previous = version.version
+    return serving
+
+
+class Split(NamedTuple):
+    champion: ModelVersion
+    canary: ModelVersion
+
+
 @pytest.fixture
 def versions(
     registry: SQLiteModelRegistry, model_dirs: tuple[Path, Path]
@@ -68,6 +87,21 @@ def versions(
         _register(registry, model_dirs[1], threshold=0.6),
         _register(registry, model_dirs[0], threshold=0.45),
     )
+
+
+@pytest.fixture
+def canary_at_10(endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]) -> Split:
+    """v0001 deployed as the champion, then v0002 as a canary on 10% of the traffic."""
+    first, second, _ = versions
+    _deploy_in_turn(_canary(endpoint, 10), first, second)
+    return Split(first, second)
+
+
+@pytest.fixture
+def champion(endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]) -> ModelVersion:
+    """v0001 deployed over nothing: all traffic on it."""
+    endpoint.deploy(versions[0], expected_champion=None)
+    return versions[0]
 
 
 def test_deployed_fresh_registry_returns_none(endpoint: SQLiteModelEndpoint) -> None:
@@ -80,6 +114,11 @@ def test_predict_with_nothing_deployed_raises_backend_unavailable(
 ) -> None:
     with pytest.raises(BackendUnavailableError, match="no model is deployed"):
         endpoint.predict(_features(), routing_key=CARD)
+
+
+def test_warm_nothing_deployed_raises_backend_unavailable(endpoint: SQLiteModelEndpoint) -> None:
+    with pytest.raises(BackendUnavailableError, match="no model is deployed"):
+        endpoint.warm()
 
 
 def test_predict_after_deploy_scores_with_that_version_and_its_threshold(
@@ -121,9 +160,7 @@ def test_deploy_default_config_replaces_the_champion_and_records_history(
 ) -> None:
     first, second, _ = versions
 
-    endpoint.deploy(first, expected_champion=None)
-    endpoint.deploy(second, expected_champion="v0001")
-    endpoint.deploy(first, expected_champion="v0002")
+    _deploy_in_turn(endpoint, first, second, first)
 
     history = endpoint.history()
     assert [(h.version, h.previous, h.action, h.percent) for h in history] == [
@@ -171,9 +208,7 @@ def test_deploy_at_canary_share_keeps_the_champion_for_the_rest(
 def test_predict_during_canary_routes_keys_by_hash_within_3_percent_and_sticks(
     endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...], model_dirs: tuple[Path, Path]
 ) -> None:
-    canary = _canary(endpoint, 20)
-    canary.deploy(versions[0], expected_champion=None)
-    canary.deploy(versions[1], expected_champion="v0001")
+    canary = _deploy_in_turn(_canary(endpoint, 20), versions[0], versions[1])
     features = _features()
     expected = {
         "v0001": (load_model(model_dirs[0]).predict(feature_row(features))[0], 0.3),
@@ -202,8 +237,7 @@ def test_deploy_stale_expected_champion_raises_conflict_and_changes_nothing(
     endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
 ) -> None:
     first, second, third = versions
-    endpoint.deploy(first, expected_champion=None)
-    endpoint.deploy(second, expected_champion="v0001")  # another run promoted meanwhile
+    _deploy_in_turn(endpoint, first, second)  # another run promoted v0002 meanwhile
     before = (endpoint.traffic(), endpoint.history())
 
     with pytest.raises(ConflictError, match="champion is v0002, not v0001"):
@@ -226,9 +260,7 @@ def test_deploy_retried_after_it_succeeded_changes_nothing(
     split: dict[str, int],
 ) -> None:
     first, second, _ = versions
-    serving = _canary(endpoint, percent)
-    serving.deploy(first, expected_champion=None)
-    serving.deploy(second, expected_champion="v0001")
+    serving = _deploy_in_turn(_canary(endpoint, percent), first, second)
     history = endpoint.history()
 
     # The retried step carries the gate's expectation, stale once a full deploy landed.
@@ -270,9 +302,7 @@ def test_deploy_a_new_canary_undeploys_the_one_it_replaces(
     endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
 ) -> None:
     first, second, third = versions
-    canary = _canary(endpoint, 25)
-    canary.deploy(first, expected_champion=None)
-    canary.deploy(second, expected_champion="v0001")
+    canary = _deploy_in_turn(_canary(endpoint, 25), first, second)
     for key in _card_ids(50):  # load both serving versions into memory
         canary.predict(_features(), routing_key=key)
 
@@ -296,16 +326,11 @@ def test_deploy_full_over_a_canary_leaves_only_the_new_version(
 
 
 def test_promote_gives_the_canary_all_traffic_as_champion(
-    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+    endpoint: SQLiteModelEndpoint, canary_at_10: Split
 ) -> None:
-    first, second, _ = versions
-    canary = _canary(endpoint, 10)
-    canary.deploy(first, expected_champion=None)
-    canary.deploy(second, expected_champion="v0001")
-
     assert endpoint.promote() == {"v0002": 100}
 
-    assert endpoint.deployed() == second
+    assert endpoint.deployed() == canary_at_10.canary
     assert {endpoint.predict(_features(), routing_key=k).model_version for k in _card_ids(50)} == {
         "v0002"
     }
@@ -333,16 +358,11 @@ def test_promote_without_a_canary_raises_conflict_and_changes_nothing(
 
 
 def test_rollback_with_a_canary_drops_it(
-    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+    endpoint: SQLiteModelEndpoint, canary_at_10: Split
 ) -> None:
-    first, second, _ = versions
-    canary = _canary(endpoint, 10)
-    canary.deploy(first, expected_champion=None)
-    canary.deploy(second, expected_champion="v0001")
-
     assert endpoint.rollback() == {"v0001": 100}
 
-    assert endpoint.deployed() == first
+    assert endpoint.deployed() == canary_at_10.champion
     last = endpoint.history()[-1]
     assert (last.version, last.previous, last.action) == ("v0001", "v0002", "rollback")
 
@@ -351,10 +371,7 @@ def test_rollback_without_a_canary_redeploys_the_version_the_champion_replaced(
     endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...], model_dirs: tuple[Path, Path]
 ) -> None:
     first, second, _ = versions
-    canary = _canary(endpoint, 10)
-    canary.deploy(first, expected_champion=None)
-    canary.deploy(second, expected_champion="v0001")
-    canary.promote()
+    _deploy_in_turn(_canary(endpoint, 10), first, second).promote()
 
     assert endpoint.rollback() == {"v0001": 100}
 
@@ -368,9 +385,7 @@ def test_rollback_repeated_walks_back_the_history_then_raises_conflict(
     endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
 ) -> None:
     first, second, third = versions
-    endpoint.deploy(first, expected_champion=None)
-    endpoint.deploy(second, expected_champion="v0001")
-    endpoint.deploy(third, expected_champion="v0002")
+    _deploy_in_turn(endpoint, first, second, third)
 
     # Back along the chain of replacements, not to and fro between the last two.
     assert endpoint.rollback() == {"v0002": 100}
@@ -392,8 +407,7 @@ def test_rollback_to_a_version_whose_artifact_is_gone_raises_and_keeps_the_champ
     endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
 ) -> None:
     first, second, _ = versions
-    endpoint.deploy(first, expected_champion=None)
-    endpoint.deploy(second, expected_champion="v0001")
+    _deploy_in_turn(endpoint, first, second)
     shutil.rmtree(first.artifact_uri)
 
     with pytest.raises(BackendUnavailableError, match="v0001 .* cannot be loaded"):
@@ -438,15 +452,14 @@ def test_endpoint_canary_share_out_of_range_raises_config_error(
 
 
 def test_deploy_unregistered_version_raises_not_found_and_keeps_split(
-    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
+    endpoint: SQLiteModelEndpoint, champion: ModelVersion
 ) -> None:
-    endpoint.deploy(versions[0], expected_champion=None)
     stranger = ModelVersion("v0099", "snap-9", "/nowhere", 0.5, {})
 
     with pytest.raises(NotFoundError, match="'v0099' is not registered"):
         endpoint.deploy(stranger, expected_champion="v0001")
 
-    assert endpoint.deployed() == versions[0]
+    assert endpoint.deployed() == champion
     assert len(endpoint.history()) == 1
 
 
@@ -517,12 +530,10 @@ class _CountingRegistry:
         return self.inner.load(version)
 
 
+@pytest.mark.usefixtures("champion")
 def test_predict_after_warm_queries_neither_registry_nor_a_new_connection(
-    endpoint: SQLiteModelEndpoint,
-    versions: tuple[ModelVersion, ...],
-    monkeypatch: pytest.MonkeyPatch,
+    endpoint: SQLiteModelEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    endpoint.deploy(versions[0], expected_champion=None)
     counting = _CountingRegistry(endpoint.registry)  # type: ignore[arg-type]
     serving = SQLiteModelEndpoint(endpoint.db_path, counting)  # type: ignore[arg-type]
     serving.warm()
@@ -540,10 +551,10 @@ def test_predict_after_warm_queries_neither_registry_nor_a_new_connection(
     assert {p.model_version for p in predictions} == {"v0001"}
 
 
+@pytest.mark.usefixtures("champion")
 def test_predict_equals_the_models_own_predict_on_many_rows(
-    endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...], model_dirs: tuple[Path, Path]
+    endpoint: SQLiteModelEndpoint, model_dirs: tuple[Path, Path]
 ) -> None:
-    endpoint.deploy(versions[0], expected_champion=None)
     frame = synthetic_training_frame(500, seed=5)
     rows = [{name: float(frame[name].iloc[i]) for name in MODEL_FEATURES} for i in range(500)]
     for row in rows[::3]:
@@ -630,17 +641,10 @@ def test_predict_while_another_process_switches_never_mixes_two_versions(
         assert (probability, threshold) == expected[version]
 
 
-def test_warm_nothing_deployed_raises_backend_unavailable(endpoint: SQLiteModelEndpoint) -> None:
-    with pytest.raises(BackendUnavailableError, match="no model is deployed"):
-        endpoint.warm()
-
-
 def test_warm_loads_the_split_so_predict_loads_nothing(
     endpoint: SQLiteModelEndpoint, versions: tuple[ModelVersion, ...]
 ) -> None:
-    canary = _canary(endpoint, 30)
-    canary.deploy(versions[0], expected_champion=None)
-    canary.deploy(versions[1], expected_champion="v0001")
+    _deploy_in_turn(_canary(endpoint, 30), versions[0], versions[1])
     counting = _CountingRegistry(endpoint.registry)  # type: ignore[arg-type]
     serving = SQLiteModelEndpoint(endpoint.db_path, counting)  # type: ignore[arg-type]
 

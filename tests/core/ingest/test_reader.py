@@ -185,3 +185,34 @@ def test_read_transactions_expected_hash_mismatch_is_a_conflict(small_csv: Path)
 
     with pytest.raises(ConflictError):
         read_transactions(small_csv, expected_hash="0" * 64)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_read_transactions_parallel_blocks_equal_serial_and_first_problem_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_csv: Path, threads: int
+) -> None:
+    monkeypatch.setattr("app.core.ingest.reader.PARSE_THREADS", 1)
+    serial = read_transactions(small_csv)
+    monkeypatch.setattr("app.core.ingest.reader.PARSE_THREADS", threads)
+    monkeypatch.setattr("app.core.ingest.reader.BLOCK_BYTES", 4096)  # ~90 blocks
+    parallel = read_transactions(small_csv)
+    assert parallel.frame.equals(serial.frame)
+    assert parallel.content_hash == serial.content_hash
+    rows = [_row(time=str(t)) for t in range(400)]
+    rows[150] = _row(amount="-1")  # line 152, in an early block
+    rows[390] = _row(v="oops")  # line 392, in a block parsed at the same time or later
+    with pytest.raises(InvalidInputError, match="negative") as info:
+        read_transactions(_write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n"))
+    assert info.value.location == "f.csv:152:30"  # Amount
+
+
+def test_read_transactions_bad_row_before_an_overlong_line_is_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.core.ingest.reader.PARSE_THREADS", 2)
+    monkeypatch.setattr("app.core.ingest.reader.BLOCK_BYTES", 400)
+    # The reader meets the over-long line while the bad row's block is still parsing.
+    rows = [_row(), _row(label='"7"'), _row(), "9" * (3 << 20)]
+    with pytest.raises(InvalidInputError, match="not 0 or 1") as info:
+        read_transactions(_write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n"))
+    assert info.value.location == "f.csv:3:31"
