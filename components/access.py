@@ -128,6 +128,25 @@ class Access(Component):
         )
         self._bucket(orch, "orchestration", "roles/storage.objectViewer", land.bucket, "landing")
         self._subscription(orch, "orchestration", "roles/pubsub.subscriber", land.subscription)
+        # The dead-letter path (components.landing): the DAG's failure callback publishes
+        # a failed run's landing event to the dead-letter topic; `status` lists the
+        # dead letters and `retry` takes them off their subscription and republishes
+        # them to the landing topic, run as this account.
+        self._topic(
+            orch,
+            "orchestration",
+            "roles/pubsub.publisher",
+            land.dead_letter_topic,
+            "dead-letters",
+        )
+        self._subscription(
+            orch,
+            "orchestration",
+            "roles/pubsub.subscriber",
+            land.dead_letter_subscription,
+            "dead-letters",
+        )
+        self._topic(orch, "orchestration", "roles/pubsub.publisher", land.topic, "landing")
         # The DAG's load, transform and snapshot tasks, and its train task, which records
         # the run in lineage (the pipeline's own account never writes lineage).
         written = (
@@ -303,13 +322,30 @@ class Access(Component):
         )
 
     def _subscription(
-        self, member: pulumi.Input[str], who: str, role: str, sub: gcp.pubsub.Subscription
+        self,
+        member: pulumi.Input[str],
+        who: str,
+        role: str,
+        sub: gcp.pubsub.Subscription,
+        label: str = "landing",
     ) -> None:
         self._grant(
-            f"{who}-{self._short(role)}-landing",
+            f"{who}-{self._short(role)}-{label}",
             gcp.pubsub.SubscriptionIAMMember,
             project=self._args.project,
             subscription=sub.name,
+            role=role,
+            member=member,
+        )
+
+    def _topic(
+        self, member: pulumi.Input[str], who: str, role: str, topic: gcp.pubsub.Topic, label: str
+    ) -> None:
+        self._grant(
+            f"{who}-{self._short(role)}-{label}-topic",
+            gcp.pubsub.TopicIAMMember,
+            project=self._args.project,
+            topic=topic.name,
             role=role,
             member=member,
         )

@@ -18,9 +18,10 @@ import pulumi_gcp as gcp
 from components.base import Component
 
 # Agents the stack always grants something to: Vertex AI (feature sync, request
-# log) and Composer (acts as the orchestration account). With a stack key the
-# program adds the agents that encrypt with it (components.security).
-BASE_AGENTS: tuple[str, ...] = ("aiplatform", "composer")
+# log), Composer (acts as the orchestration account) and Pub/Sub (forwards landing
+# events to their dead-letter topic). With a stack key the program adds the agents
+# that encrypt with it (components.security).
+BASE_AGENTS: tuple[str, ...] = ("aiplatform", "composer", "pubsub")
 
 
 @dataclass(frozen=True)

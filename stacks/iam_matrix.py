@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from components.landing import dead_letter_name
 from components.permissions import CUSTOM_ROLES as ALL_CUSTOM_ROLES
 from components.permissions import CustomRoleSpec
 from stacks.config import StackConfig
@@ -106,6 +107,27 @@ TABLE: tuple[Grant, ...] = (
         "roles/pubsub.subscriber",
         "subscription:landing",
         "consumes the landing notifications that trigger the DAG",
+    ),
+    Grant(
+        "sa:orchestration",
+        "roles/pubsub.publisher",
+        "topic:dead-letters",
+        "the DAG's failure callback dead-letters the landing event of a run that failed "
+        "for good (the trigger acked it when it pulled it), with the reason",
+    ),
+    Grant(
+        "sa:orchestration",
+        "roles/pubsub.subscriber",
+        "subscription:dead-letters",
+        "`status` lists the dead letters (leased and released at once) and `retry` "
+        "acknowledges each one it republished; run as this account",
+    ),
+    Grant(
+        "sa:orchestration",
+        "roles/pubsub.publisher",
+        "topic:landing",
+        "`retry` republishes a dead letter's notification to the landing topic, a fresh "
+        "delivery for the DAG trigger; run as this account",
     ),
     Grant(
         "sa:orchestration",
@@ -265,6 +287,19 @@ TABLE: tuple[Grant, ...] = (
         "Cloud Storage publishes the bucket's OBJECT_FINALIZE notifications",
     ),
     Grant(
+        "agent:pubsub",
+        "roles/pubsub.publisher",
+        "topic:dead-letters",
+        "the landing subscription's dead-letter policy forwards a message delivered "
+        "MAX_DELIVERIES times as Pub/Sub's agent",
+    ),
+    Grant(
+        "agent:pubsub",
+        "roles/pubsub.subscriber",
+        "subscription:landing",
+        "and acknowledges the forwarded message on the landing subscription",
+    ),
+    Grant(
         "agent:composer",
         "roles/composer.ServiceAgentV2Ext",
         "sa:orchestration",
@@ -350,6 +385,13 @@ def resource_names(cfg: StackConfig) -> dict[str, str]:
         "topic:landing": f"//pubsub.googleapis.com/projects/{p}/topics/{n.landing_topic}",
         "subscription:landing": (
             f"//pubsub.googleapis.com/projects/{p}/subscriptions/{n.landing_subscription}"
+        ),
+        "topic:dead-letters": (
+            f"//pubsub.googleapis.com/projects/{p}/topics/{dead_letter_name(n.landing_topic)}"
+        ),
+        "subscription:dead-letters": (
+            f"//pubsub.googleapis.com/projects/{p}/subscriptions/"
+            f"{dead_letter_name(n.landing_subscription)}"
         ),
         "secret:card-key": f"//secretmanager.googleapis.com/projects/{p}/secrets/"
         f"{n.card_key_secret}",

@@ -192,6 +192,7 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
             topic_name=names.landing_topic,
             subscription_name=names.landing_subscription,
             deletion_protection=protect,
+            pubsub_agent=agents.member("pubsub"),
             labels=labels,
             kms_key_name=key,
             kms_ready=kms_ready,
@@ -319,6 +320,9 @@ def build(cfg: StackConfig, root: Path) -> dict[str, Any]:
         endpoint_id=serving.endpoint.name,
         landing_bucket=landing.bucket.name,
         landing_subscription=landing.subscription.id,
+        landing_topic=landing.topic.id,
+        landing_dead_letter_topic=landing.dead_letter_topic.id,
+        landing_dead_letter_subscription=landing.dead_letter_subscription.id,
     ).apply(
         lambda v: build_runtime_config(
             cfg,

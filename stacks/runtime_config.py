@@ -41,6 +41,9 @@ class ResolvedOutputs:
     endpoint_id: str
     landing_bucket: str
     landing_subscription: str
+    landing_topic: str
+    landing_dead_letter_topic: str
+    landing_dead_letter_subscription: str
     composer_environment: str
     card_key_version: str
 
@@ -99,7 +102,13 @@ def build_runtime_config(cfg: StackConfig, out: ResolvedOutputs) -> RuntimeConfi
             min_replicas=cfg.endpoint.min_replicas,
             max_replicas=cfg.endpoint.max_replicas,
         ),
-        landing=GcsLandingConfig(bucket=out.landing_bucket, subscription=out.landing_subscription),
+        landing=GcsLandingConfig(
+            bucket=out.landing_bucket,
+            subscription=out.landing_subscription,
+            topic=out.landing_topic,
+            dead_letter_topic=out.landing_dead_letter_topic,
+            dead_letter_subscription=out.landing_dead_letter_subscription,
+        ),
         orchestrator=ComposerConfig(project=p, location=r, environment=out.composer_environment),
         card_key=SecretManagerConfig(secret_version=out.card_key_version),
     )

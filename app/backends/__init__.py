@@ -79,7 +79,10 @@ IMPLEMENTATIONS: dict[str, dict[str, str]] = {
         "local": f"{_LOCAL}.folder_landing:FolderLandingZone",
         "gcs": f"{_GCP}.gcs_landing:GcsLandingZone",
     },
-    "landing_events": {"local": f"{_LOCAL}.folder_landing:FolderLandingZone"},
+    "landing_events": {
+        "local": f"{_LOCAL}.folder_landing:FolderLandingZone",
+        "gcs": f"{_GCP}.pubsub_landing_events:PubSubLandingEvents",
+    },
     "card_key": {
         "file": f"{_LOCAL}.file_card_key:FileCardKeySource",
         "secret_manager": f"{_GCP}.secret_manager_card_key:SecretManagerCardKeySource",
@@ -87,8 +90,8 @@ IMPLEMENTATIONS: dict[str, dict[str, str]] = {
 }
 
 # Kinds the config accepts that have no backend here, each failing fast and naming its
-# role and kind. On GCP the landing events are consumed by Composer itself (an
-# AssetWatcher on the landing subscription), so no backend pulls them.
+# role and kind. (On GCP Composer's own AssetWatcher pulls the landing events; the
+# "gcs" landing events serve its failure callback's dead letters, `status` and `retry`.)
 PENDING: dict[str, frozenset[str]] = {
     "warehouse": frozenset(),
     "lineage": frozenset(),
@@ -97,7 +100,7 @@ PENDING: dict[str, frozenset[str]] = {
     "endpoint": frozenset(),
     "pipeline_runner": frozenset(),
     "landing": frozenset(),
-    "landing_events": frozenset({"gcs"}),
+    "landing_events": frozenset(),
     "card_key": frozenset(),
 }
 

@@ -199,10 +199,30 @@ class LocalLandingConfig(_Strict):
     path: Path
 
 
+_TOPIC_PATH = r"^projects/[^/]+/topics/[^/]+$"
+_SUBSCRIPTION_PATH = r"^projects/[^/]+/subscriptions/[^/]+$"
+
+
 class GcsLandingConfig(_Strict):
     kind: Literal["gcs"] = "gcs"
     bucket: str
     subscription: str  # Pub/Sub subscription fed by the bucket's OBJECT_FINALIZE notification
+    # The dead-letter path (components/landing.py), as the stack exports it: the landing
+    # topic (`retry` republishes there), the dead-letter topic (failed landings are
+    # published there with their reason) and its subscription (`status` lists it).
+    # None: read from the subscription's own dead-letter policy, and
+    # `<subscription>-dead-letters`.
+    topic: str | None = Field(default=None, pattern=_TOPIC_PATH)
+    dead_letter_topic: str | None = Field(default=None, pattern=_TOPIC_PATH)
+    dead_letter_subscription: str | None = Field(default=None, pattern=_SUBSCRIPTION_PATH)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> GcsLandingConfig:
+        if self.dead_letter_topic is not None and self.dead_letter_topic == self.topic:
+            raise ValueError("dead_letter_topic must differ from topic")
+        if self.dead_letter_subscription == self.subscription:
+            raise ValueError("dead_letter_subscription must differ from subscription")
+        return self
 
 
 LandingConfig = Annotated[LocalLandingConfig | GcsLandingConfig, Field(discriminator="kind")]

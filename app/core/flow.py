@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.core.errors import InvalidInputError, NotFoundError
 from app.core.ingest.load import load_landed
 from app.core.ports import Services
-from app.core.records import LandedObject, PipelineResult
+from app.core.records import LandedObject, PipelineResult, RunFailure
 
 
 class RunConf(BaseModel):
@@ -149,6 +149,31 @@ def train(services: Services, snapshot_id: str, *, force: bool = False) -> dict[
     )
     lineage.record_training_run(result)
     return {**asdict(result), "skipped": False}
+
+
+def dead_letter_failed_run(
+    services: Services,
+    conf: RunConf,
+    *,
+    run_id: str,
+    failed_task: str | None = None,
+    failure: RunFailure | None = None,
+) -> str:
+    """Dead-letter the landing event of a run that failed for good, after its tasks'
+    retries: ``failure`` as the failed task recorded it, or, without one, the run's own
+    failure naming that task. Returns the dead letter's event id (``retry`` takes it).
+
+    For a run whose event no claim holds any more (Composer's trigger acked it when it
+    pulled it); a consumer that holds its claim settles it itself.
+    """
+    reason = failure or RunFailure(
+        task=failed_task or "run",
+        error_class="DagRunFailed",
+        message=f"DAG run {run_id} failed"
+        + (f" in task {failed_task}" if failed_task else "")
+        + " after its retries; the task's log has the error",
+    )
+    return services.landing_events.dead_letter_landed(conf.landed, reason=reason)
 
 
 def _resume(services: Services, snapshot_id: str) -> PipelineResult | None:

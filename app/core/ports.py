@@ -311,6 +311,15 @@ class LandingEvents(Protocol):
         unless someone :meth:`requeue` s it; keep ``reason`` with it."""
         ...
 
+    def dead_letter_landed(self, landed: LandedObject, *, reason: RunFailure) -> str:
+        """Dead-letter the event of ``landed`` that no claim of this port holds: one its
+        consumer settled already, as Composer's trigger acks each message as it pulls
+        it, and whose run then failed for good. Keep ``reason`` with it, so
+        :meth:`dead_letters` lists it and :meth:`requeue` delivers it again; return
+        its event id.
+        """
+        ...
+
     def dead_letters(self) -> list[DeadLetter]:
         """Every dead-lettered event with its reason, oldest first."""
         ...
@@ -363,6 +372,9 @@ class Services(Protocol):
 
     @property
     def landing(self) -> LandingZone: ...
+
+    @property
+    def landing_events(self) -> LandingEvents: ...
 
     @property
     def card_key(self) -> CardKeySource: ...

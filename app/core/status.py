@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from app.core.errors import BackendUnavailableError, ConfigError
 from app.core.ports import LandingEvents, Services
 
 
@@ -42,12 +43,23 @@ def collect(services: Services, landing_events: LandingEvents | None = None) -> 
             else None
         ),
         "last_training_run": asdict(last_run) if last_run else None,
-        "dead_letters": (
-            None
-            if landing_events is None
-            else [letter.as_dict() for letter in landing_events.dead_letters()]
-        ),
+        **_dead_letters(landing_events),
     }
+
+
+def _dead_letters(landing_events: LandingEvents | None) -> dict[str, Any]:
+    """The dead letters, or why they cannot be read with this account's rights.
+
+    On GCP they are a Pub/Sub subscription that needs its own grant to pull: an account
+    without it still gets the rest of ``status`` (``dead_letters_error`` says why not).
+    """
+    if landing_events is None:
+        return {"dead_letters": None, "dead_letters_error": None}
+    try:
+        letters = [letter.as_dict() for letter in landing_events.dead_letters()]
+    except (ConfigError, BackendUnavailableError) as exc:
+        return {"dead_letters": None, "dead_letters_error": f"{type(exc).__name__}: {exc}"}
+    return {"dead_letters": letters, "dead_letters_error": None}
 
 
 def render(status: dict[str, Any]) -> str:
@@ -85,6 +97,8 @@ def render(status: dict[str, Any]) -> str:
             f"{'deployed ' + str(run['model_version']) if run['deployed'] else 'not deployed'}: "
             f"{run['gate_reason']}"
         )
+    if status.get("dead_letters_error"):
+        lines.append(f"dead letters: not readable here ({status['dead_letters_error']})")
     lines.extend(render_dead_letters(status.get("dead_letters")))
     return "\n".join(lines)
 

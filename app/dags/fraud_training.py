@@ -13,7 +13,9 @@ is part of the DAG's definition; without it the DAG is triggered by run conf onl
 
 Every task is idempotent (the same conf twice changes nothing), so Airflow may retry
 any of them: a retry after a transient failure (a locked file, a store that did not
-answer) finishes the work instead of failing the run.
+answer) finishes the work instead of failing the run. A run started by a landing event
+that still fails is dead-lettered with its reason (:func:`dead_letter_failed_run`), so
+``fraud-mlops status`` lists it and ``fraud-mlops retry`` delivers it again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from airflow.sdk import dag, get_current_context, task
 DAG_ID = "fraud_training"
 LANDING_SUBSCRIPTION_ENV = "FRAUD_MLOPS_LANDING_SUBSCRIPTION"
 LANDING_ASSET = "fraud-mlops-landing"
+# The XCom a failing task leaves its error in, for the run's failure callback.
+FAILURE_XCOM = "fraud_mlops_failure"
 
 DEFAULT_ARGS: dict[str, Any] = {
     "retries": 2,
@@ -66,9 +70,30 @@ def _call(step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return step(*args, **kwargs)
     except FraudMlopsError as exc:
+        _record_failure(exc)
         if exc.retryable:
             raise
         raise AirflowFailException(str(exc)) from exc
+    except Exception as exc:
+        _record_failure(exc)
+        raise
+
+
+def _record_failure(exc: Exception) -> None:
+    """Leave the task's error where the run's failure callback reads it (the callback's
+    context has no exception). Best effort: it never hides the error itself."""
+    from app.core.errors import FraudMlopsError
+
+    data = (
+        exc.to_dict()
+        if isinstance(exc, FraudMlopsError)
+        else {"error_class": type(exc).__name__, "message": str(exc), "location": None}
+    )
+    try:
+        ti = get_current_context()["ti"]
+        ti.xcom_push(key=FAILURE_XCOM, value={"task": ti.task_id, **data})
+    except Exception:  # noqa: BLE001 - outside a task, or XCom unreachable: nothing to keep
+        return
 
 
 def landing_schedule(env: Mapping[str, str] | None = None) -> list[Any] | None:
@@ -89,8 +114,12 @@ def landing_schedule(env: Mapping[str, str] | None = None) -> list[Any] | None:
         scheme="google+pubsub",
         project_id=parts[1],
         subscription=parts[3],
-        # One message, one asset event, one run; acked when pulled, so a run that fails
-        # is retried by Airflow (tasks are idempotent), not redelivered by Pub/Sub.
+        # One message, one asset event, one run. Acked when pulled: the trigger cannot
+        # hold a message for a run's length, and ack_messages=False would have Pub/Sub
+        # redeliver every message, a successful run's too, until its dead-letter policy
+        # took it. So the subscription's policy never sees a failed run: Airflow retries
+        # the tasks (they are idempotent), and a run that still fails is dead-lettered
+        # with its reason by the DAG's on_failure_callback (dead_letter_failed_run).
         max_messages=1,
         ack_messages=True,
         poke_interval=30.0,
@@ -117,6 +146,52 @@ def conf_from_asset_events(events: Mapping[Any, Any]) -> dict[str, Any]:
     raise InvalidInputError("the run has neither a conf nor a landing event", location="conf")
 
 
+def dead_letter_failed_run(context: Mapping[str, Any]) -> None:
+    """The DAG's ``on_failure_callback``: a run started by a landing event failed for
+    good, so its event becomes a dead letter with the failed task's error.
+
+    Only for runs from an asset event (no conf): a run with a conf was started by the
+    local trigger, which settles its own claims, or by hand, with nothing to dead-letter.
+    """
+    dag_run = context.get("dag_run")
+    if dag_run is None or dict(getattr(dag_run, "conf", None) or {}):
+        return
+    asset_events = context.get("triggering_asset_events") or {}
+    if not asset_events:
+        return
+    import logging
+
+    from app.backends import Backends
+    from app.core import flow
+    from app.core.config import load_config
+    from app.core.errors import InvalidInputError
+    from app.core.records import RunFailure
+
+    log = logging.getLogger(__name__)
+    try:
+        conf = flow.RunConf.parse(conf_from_asset_events(asset_events))
+    except InvalidInputError as exc:
+        # The message names no object: no run, and no retry, could use it.
+        log.error("the failed run's landing event names no object, not dead-lettered: %s", exc)
+        return
+    ti = context.get("ti") or context.get("task_instance")
+    task_id = getattr(ti, "task_id", None)
+    recorded = None
+    if ti is not None:
+        try:
+            recorded = ti.xcom_pull(task_ids=task_id, key=FAILURE_XCOM)
+        except Exception:  # noqa: BLE001 - the reason falls back to the run's own
+            recorded = None
+    event_id = flow.dead_letter_failed_run(
+        Backends(load_config()),
+        conf,
+        run_id=str(context.get("run_id") or getattr(dag_run, "run_id", "")),
+        failed_task=task_id,
+        failure=RunFailure.from_dict(recorded) if isinstance(recorded, Mapping) else None,
+    )
+    log.info("dead-lettered %s as %s", conf.uri, event_id)
+
+
 def _inputs() -> tuple[Any, Any]:
     from app.backends import Backends
     from app.core.config import load_config
@@ -136,6 +211,7 @@ def _inputs() -> tuple[Any, Any]:
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    on_failure_callback=dead_letter_failed_run,
     tags=["fraud-mlops", "training"],
     doc_md=__doc__,
 )

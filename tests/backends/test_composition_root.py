@@ -50,15 +50,46 @@ def test_local_config_builds_every_role(tmp_path: Path) -> None:
         assert getattr(services, role) is getattr(services, role)  # built once, then kept
 
 
-def test_pending_kind_fails_fast_naming_role_and_kind(tmp_path: Path) -> None:
+def test_pending_kind_fails_fast_naming_role_and_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No kind is pending today: make one so, as a kind accepted before its backend is.
+    monkeypatch.setitem(IMPLEMENTATIONS, "landing_events", {"local": "unused:Unused"})
+    monkeypatch.setitem(PENDING, "landing_events", frozenset({"gcs"}))
     gcs = c.GcsLandingConfig(bucket="landing", subscription="projects/p/subscriptions/s")
     cfg = c.RuntimeConfig.local(tmp_path).model_copy(update={"landing": gcs})
 
-    # Composer consumes the GCS landing events itself; nothing here pulls them.
     with pytest.raises(BackendUnavailableError, match="landing_events kind 'gcs'"):
         _ = Backends(cfg).landing_events
     # The other roles are unaffected: each is built on its own, when asked for.
     assert Backends(cfg).online_store is not None
+
+
+def test_no_config_kind_is_pending() -> None:
+    assert {role: kinds for role, kinds in PENDING.items() if kinds} == {}
+
+
+def test_gcs_config_builds_pubsub_landing_events_on_its_subscriptions_without_a_call(
+    tmp_path: Path,
+) -> None:
+    from app.backends.gcp.pubsub_landing_events import PubSubLandingEvents
+
+    gcs = c.GcsLandingConfig(
+        bucket="landing",
+        subscription="projects/p/subscriptions/landing-dag",
+        topic="projects/p/topics/landing",
+        dead_letter_topic="projects/p/topics/landing-dead-letters",
+        dead_letter_subscription="projects/p/subscriptions/landing-dag-dead-letters",
+    )
+    cfg = c.RuntimeConfig.local(tmp_path).model_copy(update={"landing": gcs})
+
+    events = Backends(cfg).landing_events
+
+    assert isinstance(events, PubSubLandingEvents)
+    assert events.subscription == "projects/p/subscriptions/landing-dag"
+    assert events.dead_letter_subscription == "projects/p/subscriptions/landing-dag-dead-letters"
+    # Built lazily: no client (and no credentials lookup) until the first call.
+    assert (events._subscriber_client, events._publisher_client) == (None, None)
 
 
 def test_local_home_never_imports_a_cloud_client(tmp_path: Path) -> None:

@@ -143,6 +143,31 @@ def test_status_no_dead_letters_says_none(
     assert "dead letters: none" in capsys.readouterr().out.splitlines()
 
 
+def test_status_dead_letters_not_readable_still_reports_the_rest(
+    canary_cfg: RuntimeConfig, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.backends.local.folder_landing import FolderLandingZone
+    from app.core.errors import ConfigError
+
+    def denied(self: object) -> list[object]:
+        # As the GCP backend translates PermissionDenied on the dead-letter subscription.
+        raise ConfigError("pull dead letters: PermissionDenied: 403 pubsub.subscriptions.consume")
+
+    monkeypatch.setattr(FolderLandingZone, "dead_letters", denied)
+    assert main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert main(["status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+
+    assert "traffic: nothing deployed" in lines
+    assert (
+        "dead letters: not readable here (ConfigError: pull dead letters: PermissionDenied: "
+        "403 pubsub.subscriptions.consume)"
+    ) in lines
+    assert data["dead_letters"] is None
+    assert data["dead_letters_error"].startswith("ConfigError: pull dead letters")
+
+
 def test_retry_with_id_requeues_that_event_and_prints_json(
     canary_cfg: RuntimeConfig, small_csv: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

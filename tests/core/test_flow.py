@@ -9,7 +9,7 @@ import pytest
 from app.backends import Backends
 from app.core import flow
 from app.core.config import LocalEndpointConfig, RuntimeConfig
-from app.core.records import PipelineResult
+from app.core.records import LandedObject, PipelineResult, RunFailure
 
 
 @pytest.fixture
@@ -109,3 +109,59 @@ def test_flow_object_announced_without_a_hash_loads_once_per_generation(
     # The same bytes as another generation load nothing new either (content decides).
     again = flow.load_raw(services, conf.model_copy(update={"generation": 8}))
     assert (again["rows_loaded"], again["already_loaded"]) == (0, True)
+
+
+class _Events:
+    """The one LandingEvents call the failure path makes, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[LandedObject, RunFailure]] = []
+
+    def dead_letter_landed(self, landed: LandedObject, *, reason: RunFailure) -> str:
+        self.calls.append((landed, reason))
+        return "dl-1"
+
+
+class _Services:
+    def __init__(self) -> None:
+        self.landing_events = _Events()
+
+
+CONF = flow.RunConf(object_name="day1.csv", uri="gs://landing/day1.csv", generation=1712)
+
+
+def test_dead_letter_failed_run_with_recorded_failure_keeps_it() -> None:
+    services = _Services()
+    failure = RunFailure("load_raw", "InvalidInputError", "is not a number", "day1.csv:3:4")
+
+    event_id = flow.dead_letter_failed_run(
+        services,  # type: ignore[arg-type]
+        CONF,
+        run_id="asset_triggered__1",
+        failed_task="load_raw",
+        failure=failure,
+    )
+
+    assert event_id == "dl-1"
+    assert services.landing_events.calls == [
+        (LandedObject("day1.csv", "gs://landing/day1.csv", generation=1712), failure)
+    ]
+
+
+def test_dead_letter_failed_run_without_recorded_failure_names_the_run_and_task() -> None:
+    services = _Services()
+
+    flow.dead_letter_failed_run(
+        services,  # type: ignore[arg-type]
+        CONF,
+        run_id="asset_triggered__1",
+        failed_task="run_training_pipeline",
+    )
+
+    ((_, reason),) = services.landing_events.calls
+    assert reason == RunFailure(
+        task="run_training_pipeline",
+        error_class="DagRunFailed",
+        message="DAG run asset_triggered__1 failed in task run_training_pipeline after its "
+        "retries; the task's log has the error",
+    )

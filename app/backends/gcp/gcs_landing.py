@@ -98,7 +98,9 @@ class GcsLandingZone:
     """:class:`app.core.ports.LandingZone` on one GCS bucket.
 
     The bucket's notifications are consumed by Composer itself (an AssetWatcher on the
-    landing subscription), so this class plays no :class:`LandingEvents` role.
+    landing subscription), so this class plays no :class:`LandingEvents` role; that
+    role, with the dead letters of runs that failed, is
+    :class:`app.backends.gcp.pubsub_landing_events.PubSubLandingEvents`.
     """
 
     def __init__(

@@ -16,6 +16,10 @@ The queue operations map onto Pub/Sub's own, with nothing pretended:
   the reason, then ``Acknowledge`` the original. Published first: a lost ack gives a
   duplicate dead letter, never a lost one. Pub/Sub's policy also forwards a message
   after its ``max_delivery_attempts`` by itself, without a reason; those are listed too.
+- ``dead_letter_landed``: ``Publish`` to the dead-letter topic of a notification rebuilt
+  from the object (its bucket, name and generation attributes, as GCS writes them, with
+  no payload) plus the reason: the DAG's failure callback, for a run whose message
+  Composer's trigger acked when it pulled it.
 - ``dead_letters``: the messages on the dead-letter topic's subscription, pulled and
   released at once (``ModifyAckDeadline`` 0): listing never consumes one.
 - ``requeue``: ``Publish`` to the landing topic again (the notification as it was), then
@@ -24,12 +28,18 @@ The queue operations map onto Pub/Sub's own, with nothing pretended:
 - ``recover``: nothing to do; Pub/Sub redelivers a dead consumer's message when its ack
   deadline passes.
 
+The topics come from the runtime config (the stack exports them); without them, from
+the subscription's own ``GetSubscription`` (which needs ``pubsub.subscriptions.get``,
+more than ``roles/pubsub.subscriber`` grants). The clients are made on first use, so
+building the role makes no call and needs no credentials.
+
 Every call has the policy's timeout and retry deadline (:mod:`app.backends.gcp.calls`).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -43,6 +53,8 @@ from app.core.errors import ConfigError, InvalidInputError, NotFoundError
 from app.core.ports import Services
 from app.core.records import MAX_DELIVERIES, DeadLetter, LandedObject, LandingClaim, RunFailure
 
+_FINALIZE = "OBJECT_FINALIZE"
+
 # The reason rides on the dead letter as attributes (Pub/Sub attributes are strings).
 _REASON = {
     "task": "deadLetterTask",
@@ -55,8 +67,9 @@ _AT = "deadLetterAt"
 _ORIGINAL_ID = "landingMessageId"
 # What Pub/Sub's own dead-letter policy writes on a message it forwards.
 _POLICY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
-# Pub/Sub's bounds for an ack deadline.
+# Pub/Sub's bounds for an ack deadline, and for an attribute value (bytes).
 _MIN_DEADLINE, _MAX_DEADLINE = 0, 600
+_MAX_ATTRIBUTE = 1024
 _LIST_BATCH = 100
 
 
@@ -76,33 +89,68 @@ class PubSubLandingEvents:
         subscriber: SubscriberClient | None = None,
         publisher: PublisherClient | None = None,
         dead_letter_subscription: str | None = None,
+        topic: str | None = None,
+        dead_letter_topic: str | None = None,
     ) -> None:
         parts = subscription.split("/")
         if len(parts) != 4 or parts[0] != "projects" or parts[2] != "subscriptions":
             raise ConfigError(
                 f"landing.subscription {subscription!r} is not projects/<p>/subscriptions/<s>"
             )
-        with seam("create the Pub/Sub clients"):
-            self._subscriber = subscriber or SubscriberClient()
-            self._publisher = publisher or PublisherClient()
+        self._subscriber_client = subscriber
+        self._publisher_client = publisher
+        self._lock = threading.Lock()
         self._subscription = subscription
         self._dead_subscription = dead_letter_subscription or dead_letter_subscription_for(
             subscription
         )
         self._policy = policy
-        self._topics: tuple[str, str] | None = None
+        self._topics: tuple[str, str] | None = (
+            (topic, dead_letter_topic) if topic and dead_letter_topic else None
+        )
         # Messages pulled and not yet settled, by ack id: a dead letter republishes them.
         self._held: dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, section: GcsLandingConfig, backends: Services) -> Self:
-        return cls(section.subscription, policy=CallPolicy.from_config(backends.config.gcp_calls))
+        return cls(
+            section.subscription,
+            policy=CallPolicy.from_config(backends.config.gcp_calls),
+            dead_letter_subscription=section.dead_letter_subscription,
+            topic=section.topic,
+            dead_letter_topic=section.dead_letter_topic,
+        )
+
+    @property
+    def subscription(self) -> str:
+        return self._subscription
+
+    @property
+    def dead_letter_subscription(self) -> str:
+        return self._dead_subscription
+
+    @property
+    def _subscriber(self) -> SubscriberClient:
+        with self._lock:
+            if self._subscriber_client is None:
+                with seam("create the Pub/Sub subscriber client"):
+                    self._subscriber_client = SubscriberClient()
+            return self._subscriber_client
+
+    @property
+    def _publisher(self) -> PublisherClient:
+        with self._lock:
+            if self._publisher_client is None:
+                with seam("create the Pub/Sub publisher client"):
+                    self._publisher_client = PublisherClient()
+            return self._publisher_client
 
     def _call(self) -> dict[str, Any]:
         return {"timeout": self._policy.timeout, "retry": self._policy.retry()}
 
     def _topics_of_subscription(self) -> tuple[str, str]:
-        """(landing topic, dead-letter topic), as the subscription itself says."""
+        """(landing topic, dead-letter topic): as configured, else as the subscription
+        itself says."""
         if self._topics is None:
             with seam(f"read {self._subscription}"):
                 sub = self._subscriber.get_subscription(
@@ -189,12 +237,32 @@ class PubSubLandingEvents:
         attributes = {
             **_original_attributes(message.attributes),
             _ORIGINAL_ID: message.message_id,
-            _ATTEMPTS: str(claim.delivery_attempt),
-            _AT: datetime.now(UTC).isoformat(),
-            **{attr: str(getattr(reason, key) or "") for key, attr in _REASON.items()},
+            **_reason_attributes(reason, claim.delivery_attempt),
         }
         self._publish(dead_topic, bytes(message.data), attributes)
         self._ack(self._subscription, [claim.ack_id])
+
+    def dead_letter_landed(self, landed: LandedObject, *, reason: RunFailure) -> str:
+        """Publish ``landed``'s notification to the dead-letter topic, as GCS announced
+        it (its attributes; no payload, ``NONE``) with the reason: a requeue republishes
+        exactly that, which the DAG reads like any notification. Returns its message id."""
+        _, dead_topic = self._topics_of_subscription()
+        bucket, _, name = landed.uri.removeprefix("gs://").partition("/")
+        if not landed.uri.startswith("gs://") or name != landed.name or not landed.generation:
+            raise InvalidInputError(
+                f"{landed.uri!r} generation {landed.generation} is not a landed GCS object",
+                location="uri",
+            )
+        attributes = {
+            "bucketId": bucket,
+            "objectId": landed.name,
+            "objectGeneration": str(landed.generation),
+            "eventType": _FINALIZE,
+            "payloadFormat": "NONE",
+            **_reason_attributes(reason, 1),
+        }
+        ids = self._publish(dead_topic, b"", attributes)
+        return ids[0] if ids else ""
 
     # -- dead letters --------------------------------------------------------------------
 
@@ -269,15 +337,34 @@ class PubSubLandingEvents:
                 **self._call(),
             )
 
-    def _publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> None:
+    def _publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> list[str]:
         with seam(f"publish to {topic}"):
-            self._publisher.publish(
+            response = self._publisher.publish(
                 request={
                     "topic": topic,
                     "messages": [{"data": data, "attributes": dict(attributes)}],
                 },
                 **self._call(),
             )
+        return [str(i) for i in getattr(response, "message_ids", None) or []]
+
+
+def _reason_attributes(reason: RunFailure, delivery_attempts: int) -> dict[str, str]:
+    """The dead letter's own attributes: the reason, how often it was delivered, when."""
+    return {
+        _ATTEMPTS: str(delivery_attempts),
+        _AT: datetime.now(UTC).isoformat(),
+        **{attr: _bounded(str(getattr(reason, key) or "")) for key, attr in _REASON.items()},
+    }
+
+
+def _bounded(value: str) -> str:
+    """At most Pub/Sub's 1024 bytes per attribute value (a long error message would
+    fail the publish), cut on a character boundary."""
+    encoded = value.encode("utf-8")
+    if len(encoded) <= _MAX_ATTRIBUTE:
+        return value
+    return encoded[: _MAX_ATTRIBUTE - 3].decode("utf-8", errors="ignore") + "..."
 
 
 def _deadline(retry_after: float) -> int:

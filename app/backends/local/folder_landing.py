@@ -134,8 +134,11 @@ class FolderLandingZone:
     # -- the notification queue ------------------------------------------------
 
     def _announce(self, landed: LandedObject) -> None:
-        pending = self.events / "pending"
-        pending.mkdir(parents=True, exist_ok=True)
+        self._write_event(landed, "pending", {"delivery_attempt": 0})
+
+    def _write_event(self, landed: LandedObject, where: str, extra: dict[str, Any]) -> Path:
+        queue = self.events / where
+        queue.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         event = {
             "name": landed.name,
@@ -143,9 +146,11 @@ class FolderLandingZone:
             "content_hash": landed.content_hash,
             "event_type": "OBJECT_FINALIZE",
             "time": stamp,
-            "delivery_attempt": 0,
+            **extra,
         }
-        _write_json(pending / f"{stamp}-{(landed.content_hash or '')[:8]}.json", event)
+        path = queue / f"{stamp}-{(landed.content_hash or '')[:8]}.json"
+        _write_json(path, event)
+        return path
 
     def pull(self, only: LandedObject | None = None) -> LandingClaim | None:
         """Take the oldest due pending event (or the one for ``only``).
@@ -208,6 +213,14 @@ class FolderLandingZone:
         data["dead_letter"] = {"reason": reason.as_dict(), "at": datetime.now(UTC).isoformat()}
         _write_json(event_file, data)
         self._settle(event_file, "failed")
+
+    def dead_letter_landed(self, landed: LandedObject, *, reason: RunFailure) -> str:
+        """Straight into ``failed`` as an event delivered once. The local trigger settles
+        its own claims (:meth:`dead_letter`), so only a run started by other means
+        comes here."""
+        letter = {"reason": reason.as_dict(), "at": datetime.now(UTC).isoformat()}
+        path = self._write_event(landed, "failed", {"delivery_attempt": 1, "dead_letter": letter})
+        return _event_id(path)
 
     def dead_letters(self) -> list[DeadLetter]:
         failed = self.events / "failed"

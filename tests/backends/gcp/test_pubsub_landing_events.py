@@ -5,15 +5,19 @@ dead-letter / dead_letters / requeue, each with the policy's timeout and retry."
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from google.api_core import exceptions as gexc
 from google.pubsub_v1 import types
 
+from app.backends import Backends
 from app.backends.gcp.calls import CallPolicy
 from app.backends.gcp.pubsub_landing_events import PubSubLandingEvents
-from app.core.errors import BackendUnavailableError, ConfigError, NotFoundError
+from app.core.config import CallPolicyConfig, GcsLandingConfig, RuntimeConfig
+from app.core.errors import BackendUnavailableError, ConfigError, InvalidInputError, NotFoundError
 from app.core.records import MAX_DELIVERIES, LandedObject, RunFailure, redelivery_delay
 from tests.support.recording import RecordingClient
 
@@ -295,3 +299,165 @@ def test_recover_and_discover_leave_redelivery_to_pubsub() -> None:
 def test_subscription_not_a_path_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         PubSubLandingEvents("landing-dag", policy=POLICY, subscriber=object(), publisher=object())  # type: ignore[arg-type]
+
+
+def _configured(
+    pulls: list[types.PullResponse],
+) -> tuple[PubSubLandingEvents, RecordingClient, RecordingClient]:
+    """As the composition root builds it from the stack's runtime config: both topics
+    named, so nothing needs GetSubscription (which roles/pubsub.subscriber lacks)."""
+    events, subscriber, publisher = _events(pulls)
+    configured = PubSubLandingEvents(
+        SUB,
+        policy=POLICY,
+        subscriber=subscriber,  # type: ignore[arg-type]
+        publisher=publisher,  # type: ignore[arg-type]
+        dead_letter_subscription=DEAD_SUB,
+        topic=TOPIC,
+        dead_letter_topic=DEAD_TOPIC,
+    )
+    return configured, subscriber, publisher
+
+
+def test_dead_letter_landed_publishes_the_rebuilt_notification_with_its_reason() -> None:
+    events, subscriber, publisher = _configured([])
+    landed = LandedObject("day1.csv", "gs://fraud-mlops-dev-landing/day1.csv", generation=1712)
+
+    event_id = events.dead_letter_landed(landed, reason=BAD)
+
+    assert event_id == "p-1"
+    (call,) = publisher.calls
+    (message,) = call.request["messages"]
+    at = message["attributes"].pop("deadLetterAt")
+    assert datetime.fromisoformat(at).tzinfo is not None
+    assert call.request == {
+        "topic": DEAD_TOPIC,
+        "messages": [
+            {
+                "data": b"",
+                "attributes": {
+                    **ATTRS,
+                    "payloadFormat": "NONE",
+                    "deadLetterTask": "load_raw",
+                    "deadLetterErrorClass": "InvalidInputError",
+                    "deadLetterMessage": "is not a number",
+                    "deadLetterLocation": "day1.csv:3:4",
+                    "deadLetterDeliveryAttempts": "1",
+                },
+            }
+        ],
+    }
+    assert call.kwargs["timeout"] == 7.0 and call.kwargs["retry"] is not None
+    # Nothing was held, so nothing is acked; the topics came from the config.
+    assert subscriber.calls == []
+
+
+def test_dead_letter_landed_then_listed_and_requeued_as_gcs_sent_it() -> None:
+    events, _, publisher = _configured([])
+    landed = LandedObject("day1.csv", "gs://fraud-mlops-dev-landing/day1.csv", generation=1712)
+    events.dead_letter_landed(landed, reason=DOWN)
+    (published,) = publisher.calls[0].request["messages"]
+    dead = types.ReceivedMessage(
+        ack_id="d-1",
+        message=types.PubsubMessage(
+            data=published["data"], attributes=published["attributes"], message_id="x-1"
+        ),
+    )
+    listing, subscriber, republisher = _configured(_pulls([dead]))
+
+    (letter,) = listing.dead_letters()
+    assert (letter.event_id, letter.landed, letter.reason) == ("x-1", landed, DOWN)
+    listing, subscriber, republisher = _configured(_pulls([dead]))
+    assert listing.requeue("x-1") == ["x-1"]
+    (again,) = _requests(republisher, "publish")
+    assert again == {
+        "topic": TOPIC,
+        "messages": [{"data": b"", "attributes": {**ATTRS, "payloadFormat": "NONE"}}],
+    }
+    assert _requests(subscriber, "get_subscription") == []
+
+
+@pytest.mark.parametrize(
+    "landed",
+    [
+        LandedObject("day1.csv", "file:///tmp/landing/day1.csv", generation=1712),
+        LandedObject("day1.csv", "gs://fraud-mlops-dev-landing/day1.csv", generation=0),
+        LandedObject("day1.csv", "gs://fraud-mlops-dev-landing/other.csv", generation=1712),
+    ],
+)
+def test_dead_letter_landed_not_a_gcs_generation_is_invalid_input(landed: LandedObject) -> None:
+    events, _, publisher = _configured([])
+
+    with pytest.raises(InvalidInputError):
+        events.dead_letter_landed(landed, reason=BAD)
+    assert publisher.calls == []
+
+
+def test_dead_letter_long_reason_is_cut_to_the_attribute_limit() -> None:
+    events, _, publisher = _configured([])
+    landed = LandedObject("day1.csv", "gs://fraud-mlops-dev-landing/day1.csv", generation=1712)
+    long = RunFailure("load_raw", "BackendUnavailableError", "é" * 2000)
+
+    events.dead_letter_landed(landed, reason=long)
+
+    attributes = publisher.calls[0].request["messages"][0]["attributes"]
+    assert len(attributes["deadLetterMessage"].encode()) <= 1024
+    assert attributes["deadLetterMessage"].endswith("...")
+
+
+def test_nack_at_max_deliveries_with_configured_topics_makes_no_get_subscription() -> None:
+    events, subscriber, publisher = _configured(_pulls([_received(attempt=MAX_DELIVERIES)]))
+    claim = events.pull()
+    assert claim is not None
+
+    events.nack(claim, reason=DOWN, retry_after=30.0)
+
+    assert [r["topic"] for r in _requests(publisher, "publish")] == [DEAD_TOPIC]
+    assert _requests(subscriber, "get_subscription") == []
+
+
+def test_from_config_takes_the_dead_letter_path_and_the_gcp_call_policy(tmp_path: Path) -> None:
+    calls = CallPolicyConfig(timeout_seconds=3.0, deadline_seconds=9.0)
+    section = GcsLandingConfig(
+        bucket="landing",
+        subscription=SUB,
+        topic=TOPIC,
+        dead_letter_topic=DEAD_TOPIC,
+        dead_letter_subscription="projects/fraud-mlops-dev/subscriptions/elsewhere",
+    )
+    cfg = RuntimeConfig.local(tmp_path).model_copy(update={"landing": section, "gcp_calls": calls})
+
+    events = PubSubLandingEvents.from_config(section, Backends(cfg))
+
+    assert events.subscription == SUB
+    assert events.dead_letter_subscription == "projects/fraud-mlops-dev/subscriptions/elsewhere"
+    assert events._topics == (TOPIC, DEAD_TOPIC)
+    assert events._policy == CallPolicy.from_config(calls)
+
+
+def test_from_config_without_the_dead_letter_path_uses_the_convention(tmp_path: Path) -> None:
+    section = GcsLandingConfig(bucket="landing", subscription=SUB)
+    cfg = RuntimeConfig.local(tmp_path).model_copy(update={"landing": section})
+
+    events = PubSubLandingEvents.from_config(section, Backends(cfg))
+
+    assert events.dead_letter_subscription == DEAD_SUB
+    assert events._topics is None  # read from the subscription's dead-letter policy
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"dead_letter_topic": "landing-dead-letters"}, "dead_letter_topic"),
+        ({"dead_letter_subscription": "projects/p/topics/t"}, "dead_letter_subscription"),
+        ({"topic": TOPIC, "dead_letter_topic": TOPIC}, "differ from topic"),
+        ({"dead_letter_subscription": SUB}, "differ from subscription"),
+    ],
+)
+def test_gcs_landing_config_bad_dead_letter_path_raises_naming_it(
+    fields: dict[str, Any], match: str
+) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=match):
+        GcsLandingConfig(bucket="landing", subscription=SUB, **fields)

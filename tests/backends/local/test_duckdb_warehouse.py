@@ -24,6 +24,12 @@ def _raw_frame(path: Path) -> pd.DataFrame:
     return frame
 
 
+def _load_and_build(wh: DuckDBWarehouse, csv: Path) -> int:
+    """``csv`` loaded as ingest ``a@1`` (``a.csv``), then a training build."""
+    wh.load_raw(_raw_frame(csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
+    return wh.build_training_table()
+
+
 @pytest.fixture
 def wh(tmp_path: Path) -> DuckDBWarehouse:
     return DuckDBWarehouse(tmp_path / "wh.duckdb")
@@ -100,8 +106,7 @@ def test_build_training_table_features_are_point_in_time(
 def test_snapshot_training_same_ingest_returns_same_snapshot(
     wh: DuckDBWarehouse, small_csv: Path
 ) -> None:
-    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
-    wh.build_training_table()
+    _load_and_build(wh, small_csv)
     first = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
     again = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
     assert first == again
@@ -115,8 +120,7 @@ def test_snapshot_training_same_ingest_returns_same_snapshot(
 def test_snapshot_later_loads_leave_old_snapshot_unchanged(
     wh: DuckDBWarehouse, lineage: DuckDBLineage, small_csv: Path, kaggle_csv: Path
 ) -> None:
-    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
-    wh.build_training_table()
+    _load_and_build(wh, small_csv)
     first = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
     wh.load_raw(_raw_frame(kaggle_csv), ingest_id="b@2", source_object="b.csv", content_hash="2")
     assert wh.build_training_table() == 3400
@@ -213,8 +217,7 @@ def test_table_hash_stored_in_order_equals_sorted_read(
 
     from app.backends.local.duckdb_warehouse import table_hash
 
-    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
-    wh.build_training_table()
+    _load_and_build(wh, small_csv)
     snap = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
     con = duckdb.connect(str(wh.path))
     try:
@@ -262,8 +265,7 @@ def _tables(wh: DuckDBWarehouse) -> dict[str, str]:
 def test_snapshot_training_current_build_is_adopted_not_copied(
     wh: DuckDBWarehouse, small_csv: Path
 ) -> None:
-    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
-    wh.build_training_table()
+    _load_and_build(wh, small_csv)
     assert _tables(wh) == {
         "snapshots.build_000001": "BASE TABLE",
         "training.transactions": "VIEW",
@@ -279,8 +281,7 @@ def test_build_training_table_unadopted_build_is_dropped_adopted_one_kept(
     wh: DuckDBWarehouse, small_csv: Path, kaggle_csv: Path, small_data: GeneratedData
 ) -> None:
     tiny_csv = write_csv(small_data.frame.head(100), wh.path.parent / "c.csv")
-    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
-    wh.build_training_table()
+    _load_and_build(wh, small_csv)
     wh.load_raw(_raw_frame(kaggle_csv), ingest_id="b@2", source_object="b.csv", content_hash="2")
     wh.build_training_table()  # the first build is nobody's snapshot: replaced, dropped
     assert [t for t in _tables(wh) if t.startswith("snapshots.")] == ["snapshots.build_000002"]
@@ -314,8 +315,7 @@ def test_build_training_table_same_ingests_again_changes_nothing(
 def test_snapshot_training_second_ingest_without_transform_copies_the_adopted_table(
     wh: DuckDBWarehouse, small_csv: Path
 ) -> None:
-    wh.load_raw(_raw_frame(small_csv), ingest_id="a@1", source_object="a.csv", content_hash="1")
-    wh.build_training_table()
+    _load_and_build(wh, small_csv)
     first = wh.snapshot_training(ingest_id="a@1", source_object="a.csv")
     second = wh.snapshot_training(ingest_id="b@2", source_object="b.csv")
     assert second.table != first.table

@@ -175,6 +175,26 @@ def test_dead_letter_keeps_the_reason_and_is_never_delivered_again(
     assert letter.as_dict()["reason"]["location"] == "day1.csv:3:4"
 
 
+def test_dead_letter_landed_unclaimed_event_is_listed_and_requeued(
+    tmp_path: Path, small_csv: Path
+) -> None:
+    zone, _ = _zone(tmp_path)
+    landed = zone.land(small_csv, name="day1.csv")
+    claim = zone.pull()
+    assert claim is not None
+    zone.ack(claim)  # settled by its consumer before its run failed for good
+
+    event_id = zone.dead_letter_landed(landed, reason=BAD)
+
+    (letter,) = zone.dead_letters()
+    assert (letter.event_id, letter.landed, letter.reason) == (event_id, landed, BAD)
+    assert letter.delivery_attempts == 1 and letter.dead_lettered_at
+    assert zone.pull() is None
+    assert zone.requeue(event_id) == [event_id]
+    again = zone.pull()
+    assert again is not None and again.landed == landed and again.delivery_attempt == 1
+
+
 def test_requeue_one_id_delivers_it_again_with_a_fresh_count(
     tmp_path: Path, small_csv: Path
 ) -> None:

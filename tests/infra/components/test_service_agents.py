@@ -9,15 +9,17 @@ from tests.infra.conftest import assert_component_shape, run_component
 IDENTITY = "gcp:projects/serviceIdentity:ServiceIdentity"
 
 
-def test_service_agents_default_creates_vertex_and_composer_agents() -> None:
+def test_service_agents_default_creates_vertex_composer_and_pubsub_agents() -> None:
     run = run_component(lambda: ServiceAgents("service-agents", ServiceAgentsArgs(project="p")))
 
     assert_component_shape(run, "service-agents", "fraud-mlops:gcp:ServiceAgents")
     identities = {r.name: r.inputs for r in run.of_type(IDENTITY)}
-    assert BASE_AGENTS == ("aiplatform", "composer")
+    # Pub/Sub's agent forwards landing events to their dead-letter topic (components.landing).
+    assert BASE_AGENTS == ("aiplatform", "composer", "pubsub")
     assert identities == {
         "service-agents-aiplatform": {"project": "p", "service": "aiplatform.googleapis.com"},
         "service-agents-composer": {"project": "p", "service": "composer.googleapis.com"},
+        "service-agents-pubsub": {"project": "p", "service": "pubsub.googleapis.com"},
     }
 
 

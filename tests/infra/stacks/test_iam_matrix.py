@@ -216,3 +216,32 @@ def test_bindings_unmapped_iam_member_type_is_rejected() -> None:
 
     with pytest.raises(ValueError, match="no IAM matrix mapping"):
         bindings([reg])
+
+
+def test_iam_matrix_dead_letter_path_grants_exactly_its_users(dev_run: MockRun) -> None:
+    pubsub = "//pubsub.googleapis.com/projects/fraud-mlops-dev"
+    orch = "serviceAccount:fmo-dev-orch@fraud-mlops-dev.iam.gserviceaccount.com"
+    agent = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    storage = f"serviceAccount:service-{PROJECT_NUMBER}@gs-project-accounts.iam.gserviceaccount.com"
+    landing = {
+        (b.member, b.role, b.resource)
+        for b in _actual(dev_run)
+        if b.resource.startswith(f"{pubsub}/")
+    }
+
+    assert landing == {
+        # GCS announces; the DAG trigger consumes.
+        (storage, "roles/pubsub.publisher", f"{pubsub}/topics/fraud-mlops-dev-landing"),
+        (orch, "roles/pubsub.subscriber", f"{pubsub}/subscriptions/fraud-mlops-dev-landing-dag"),
+        # The failure callback dead-letters; `status` lists, `retry` takes and republishes.
+        (orch, "roles/pubsub.publisher", f"{pubsub}/topics/fraud-mlops-dev-landing-dead-letters"),
+        (
+            orch,
+            "roles/pubsub.subscriber",
+            f"{pubsub}/subscriptions/fraud-mlops-dev-landing-dag-dead-letters",
+        ),
+        (orch, "roles/pubsub.publisher", f"{pubsub}/topics/fraud-mlops-dev-landing"),
+        # Pub/Sub's own dead-letter policy forwards as its agent.
+        (agent, "roles/pubsub.publisher", f"{pubsub}/topics/fraud-mlops-dev-landing-dead-letters"),
+        (agent, "roles/pubsub.subscriber", f"{pubsub}/subscriptions/fraud-mlops-dev-landing-dag"),
+    }

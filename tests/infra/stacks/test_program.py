@@ -97,7 +97,12 @@ def test_program_runtime_config_parses_into_app_config_and_names_real_resources(
         dev_run, "gcp:vertex/aiFeatureOnlineStoreFeatureview:AiFeatureOnlineStoreFeatureview"
     )
     endpoint = _one(dev_run, "gcp:vertex/aiEndpoint:AiEndpoint")
-    sub = _one(dev_run, "gcp:pubsub/subscription:Subscription")
+    sub = dev_run.by_name("landing-dag").inputs
+    dead_sub = dev_run.by_name("landing-dead-letters").inputs
+    topics = {
+        f"projects/{r.inputs['project']}/topics/{r.inputs['name']}": r.name
+        for r in dev_run.of_type("gcp:pubsub/topic:Topic")
+    }
     env = _one(dev_run, "gcp:composer/environment:Environment")
     secret = _one(dev_run, "gcp:secretmanager/secret:Secret")
     accounts = {
@@ -119,6 +124,13 @@ def test_program_runtime_config_parses_into_app_config_and_names_real_resources(
     assert cfg.endpoint.endpoint_id == endpoint["name"]  # type: ignore[union-attr]
     assert cfg.landing.bucket in buckets  # type: ignore[union-attr]
     assert cfg.landing.subscription == f"projects/{sub['project']}/subscriptions/{sub['name']}"  # type: ignore[union-attr]
+    # The dead-letter path the DAG's failure callback, `status` and `retry` use.
+    assert cfg.landing.dead_letter_subscription == (  # type: ignore[union-attr]
+        f"projects/{dead_sub['project']}/subscriptions/{dead_sub['name']}"
+    )
+    assert topics[cfg.landing.topic] == "landing-topic"  # type: ignore[union-attr,index]
+    assert topics[cfg.landing.dead_letter_topic] == "landing-dead-letter-topic"  # type: ignore[union-attr,index]
+    assert sub["deadLetterPolicy"]["deadLetterTopic"] == cfg.landing.dead_letter_topic  # type: ignore[index,union-attr]
     assert cfg.orchestrator.environment == env["name"]  # type: ignore[union-attr]
     assert cfg.card_key.secret_version.split("/")[3] == secret["secretId"]  # type: ignore[union-attr]
     assert accounts[cfg.pipeline.service_account] == "identity-training"  # type: ignore[union-attr]
@@ -241,7 +253,7 @@ def test_program_prod_key_grants_wait_for_created_service_agents(prod_run: MockR
         assert urn in grants[f"key-access-{agent}"].depends_on, agent
 
 
-def test_program_vertex_and_composer_agents_created_once_and_reused_by_access(
+def test_program_vertex_composer_and_pubsub_agents_created_once_and_reused_by_grants(
     dev_run: MockRun,
 ) -> None:
     identities = dev_run.of_type("gcp:projects/serviceIdentity:ServiceIdentity")
@@ -250,10 +262,20 @@ def test_program_vertex_and_composer_agents_created_once_and_reused_by_access(
     composer_grant = dev_run.by_name(
         "access-composer-agent-composer-ServiceAgentV2Ext-orchestration"
     )
+    pubsub_grants = [r for r in dev_run.registrations if r.name.startswith("landing-pubsub-agent-")]
 
-    # Without a key only the agents Access grants to.
-    assert sorted(by_service) == ["aiplatform.googleapis.com", "composer.googleapis.com"]
-    assert len(identities) == 2
+    # Without a key only the agents Access and Landing grant to.
+    assert sorted(by_service) == [
+        "aiplatform.googleapis.com",
+        "composer.googleapis.com",
+        "pubsub.googleapis.com",
+    ]
+    assert len(identities) == 3
+    # Pub/Sub's agent forwards to the dead-letter topic: publisher there, subscriber on
+    # the landing subscription, each granted once the agent exists.
+    assert len(pubsub_grants) == 2
+    for grant in pubsub_grants:
+        assert by_service["pubsub.googleapis.com"].urn in grant.depends_on
     assert {r.parent_name for r in identities} == {"service-agents"}
     assert len(vertex_grants) == 3  # features table, predictions dataset, pipeline bucket
     for grant in vertex_grants:

@@ -32,6 +32,9 @@ OUTPUTS = ResolvedOutputs(
     endpoint_id="fraud-mlops-dev-serving",
     landing_bucket="landing",
     landing_subscription="projects/p/subscriptions/s",
+    landing_topic="projects/p/topics/t",
+    landing_dead_letter_topic="projects/p/topics/t-dead-letters",
+    landing_dead_letter_subscription="projects/p/subscriptions/s-dead-letters",
     composer_environment="fraud-mlops-dev",
     card_key_version="projects/p/secrets/k/versions/1",
 )
@@ -74,6 +77,25 @@ def test_build_runtime_config_image_by_tag_raises() -> None:
 def test_build_runtime_config_bad_output_raises() -> None:
     with pytest.raises(ValidationError, match="pipeline_root"):
         build_runtime_config(CFG, dataclasses.replace(OUTPUTS, pipeline_root="/not/gcs"))
+
+
+def test_build_runtime_config_landing_carries_the_dead_letter_path() -> None:
+    landing = build_runtime_config(CFG, OUTPUTS).landing
+
+    assert landing.subscription == "projects/p/subscriptions/s"  # type: ignore[union-attr]
+    assert landing.topic == "projects/p/topics/t"  # type: ignore[union-attr]
+    assert landing.dead_letter_topic == "projects/p/topics/t-dead-letters"  # type: ignore[union-attr]
+    assert (
+        landing.dead_letter_subscription  # type: ignore[union-attr]
+        == "projects/p/subscriptions/s-dead-letters"
+    )
+
+
+def test_build_runtime_config_dead_letter_topic_not_a_topic_path_raises() -> None:
+    with pytest.raises(ValidationError, match="dead_letter_topic"):
+        build_runtime_config(
+            CFG, dataclasses.replace(OUTPUTS, landing_dead_letter_topic="t-dead-letters")
+        )
 
 
 def test_build_runtime_config_endpoint_id_vertex_rejects_raises() -> None:
