@@ -5,6 +5,9 @@ starts (the local kfp runner does); each step wraps its body in :func:`reported`
 which writes ``<dir>/<step>.json`` with the step's state and, when it failed, the
 project error as data (class, message, location). Where the variable is unset (on
 Vertex AI, which records each task's state and error itself) nothing is written.
+
+A local runner also sets :data:`app.core.lifetime.PARENT_PID_ENV`: a step then dies
+with the process that started it, so a run killed mid-pipeline leaves no step behind.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.errors import FraudMlopsError
+from app.core.lifetime import die_with_parent_from_env
 from app.core.records import RunFailure
 
 STEP_REPORT_DIR_ENV = "FRAUD_MLOPS_STEP_REPORT_DIR"
@@ -26,6 +30,7 @@ FAILED = "failed"
 
 @contextmanager
 def reported(step: str) -> Iterator[None]:
+    die_with_parent_from_env()
     directory = os.environ.get(STEP_REPORT_DIR_ENV)
     try:
         yield

@@ -15,12 +15,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import IO, Any
 
 from airflow.listeners import hookimpl
+
+from app.core.lifetime import die_with
 
 DAGS_DIR = Path(__file__).resolve().parent.parent / "dags"
 DAG_FILE = DAGS_DIR / "fraud_training.py"
@@ -76,26 +77,11 @@ class TaskEvents:
         )
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ask Linux to SIGKILL this process when its parent (the trigger) dies.
-
-    A trigger killed mid-run has its event handed back and run again; a run left
-    going on its own would race that redelivery. Elsewhere it is a no-op.
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it died before the request was made (or while importing)
-        os._exit(1)
-
-
 def main(argv: list[str]) -> int:
     if len(argv) > 2:
-        _die_with_parent(int(argv[2]))
+        # A trigger killed mid-run has its event handed back and run again; a run left
+        # going on its own would race that redelivery.
+        die_with(int(argv[2]))
     conf = json.loads(argv[0])
     out = os.fdopen(int(argv[1]), "w")
     spec = importlib.util.spec_from_file_location("fraud_training_dag", DAG_FILE)

@@ -30,6 +30,7 @@ from kfp import components, local
 
 from app.core.config import KfpLocalPipelineConfig, RuntimeConfig
 from app.core.errors import ConfigError, InvalidInputError, PipelineFailedError
+from app.core.lifetime import PARENT_PID_ENV
 from app.core.ports import Services
 from app.core.records import PipelineResult, RunFailure
 from app.core.step_report import STEP_REPORT_DIR_ENV, read_reports
@@ -80,6 +81,8 @@ class KfpLocalPipelineRunner:
             log_path.open("w") as log,
             contextlib.redirect_stdout(log),
             _env(STEP_REPORT_DIR_ENV, str(reports)),
+            # The steps die with this process: a killed run leaves none of them going.
+            _env(PARENT_PID_ENV, str(os.getpid())),
         ):
             local.init(
                 runner=local.SubprocessRunner(use_venv=False),
