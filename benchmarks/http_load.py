@@ -5,6 +5,12 @@ own rate, a slow response delays only its own worker, so the offered load stays
 close to the target (open loop) as long as latency is far below the per-worker
 interval (``PER_WORKER_RPS``). Every request's latency comes back from ``-o csv``;
 a step whose achieved rate falls short of its target did not hold that rate.
+
+One hey process ticks all its workers in phase: "500 req/s" from one process is 25
+requests at the same instant every 50 ms, a burst test whose p99 is the time to clear
+the burst. A fixed rate means arrivals spread over time, so an open-loop step runs
+its workers in up to :data:`HEY_PROCESSES` hey processes started evenly across one
+tick (``spread=False`` keeps the single, bursty process, for comparison).
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 PER_WORKER_RPS = 20.0
+# Processes an open-loop step's workers are spread over (each a few MiB of Go runtime).
+HEY_PROCESSES = 16
 # A step "holds" its rate when it delivers this share of it with p99 under the bound.
 HELD_SHARE = 0.95
 P99_BOUND_MS = 10.0
@@ -147,23 +156,10 @@ def ensure_hey() -> str | None:
     return hey_path()
 
 
-def run_hey(
-    url: str,
-    body: str,
-    *,
-    seconds: float,
-    target_rps: float | None = None,
-    concurrency: int | None = None,
-    hey: str = "hey",
-) -> Step:
-    """One step: open loop at ``target_rps``, or closed loop with ``concurrency``."""
-    if target_rps is not None:
-        workers = concurrency or max(4, math.ceil(target_rps / PER_WORKER_RPS))
-        rate = ["-q", f"{target_rps / workers:.4f}"]
-    else:
-        workers = concurrency or 32
-        rate = []
-    cmd = [
+def _hey_command(
+    hey: str, url: str, body: str, seconds: float, workers: int, rate: list[str]
+) -> list[str]:
+    return [
         hey,
         "-z",
         f"{seconds}s",
@@ -182,15 +178,67 @@ def run_hey(
         "csv",
         url,
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=seconds + 60)
-    if done.returncode != 0 and not done.stdout.startswith(CSV_HEADER[:13]):
-        raise RuntimeError(f"hey failed ({done.returncode}): {done.stderr.strip()[:400]}")
+
+
+def _shift_offsets(text: str, by: float) -> str:
+    """hey's CSV with each row's ``offset`` (seconds from its own start) moved by ``by``."""
+    lines = text.strip().splitlines()
+    if by == 0 or len(lines) < 2:
+        return "\n".join(lines[1:])
+    out = []
+    for line in lines[1:]:
+        head, _, offset = line.rpartition(",")
+        try:
+            out.append(f"{head},{float(offset) + by:.6f}")
+        except ValueError:
+            continue
+    return "\n".join(out)
+
+
+def run_hey(
+    url: str,
+    body: str,
+    *,
+    seconds: float,
+    target_rps: float | None = None,
+    concurrency: int | None = None,
+    hey: str = "hey",
+    spread: bool = True,
+) -> Step:
+    """One step: open loop at ``target_rps``, or closed loop with ``concurrency``."""
+    if target_rps is not None:
+        workers = concurrency or max(4, math.ceil(target_rps / PER_WORKER_RPS))
+        per_worker = target_rps / workers
+        rate = ["-q", f"{per_worker:.4f}"]
+        processes = min(workers, HEY_PROCESSES) if spread else 1
+    else:
+        workers = concurrency or 32
+        per_worker, rate, processes = 0.0, [], 1
+    # Workers split as evenly as they go; process i starts i/processes of a tick late.
+    groups = [workers // processes + (i < workers % processes) for i in range(processes)]
+    tick = 1.0 / per_worker if per_worker else 0.0
+    started: list[tuple[subprocess.Popen[str], float]] = []
+    origin = time.monotonic()
+    for i, group in enumerate(groups):
+        delay = i * tick / processes
+        time.sleep(max(0.0, origin + delay - time.monotonic()))
+        cmd = _hey_command(hey, url, body, seconds, group, rate)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started.append((proc, time.monotonic() - origin))
+    rows: list[str] = []
+    errors = 0
+    for proc, at in started:
+        stdout, stderr = proc.communicate(timeout=seconds + 60)
+        if proc.returncode != 0 and not stdout.startswith(CSV_HEADER[:13]):
+            raise RuntimeError(f"hey failed ({proc.returncode}): {stderr.strip()[:400]}")
+        rows.append(_shift_offsets(stdout, at))
+        errors += _error_count(stderr)
     return parse_hey_csv(
-        done.stdout,
+        "\n".join([CSV_HEADER, *(r for r in rows if r)]),
         target_rps=target_rps,
         concurrency=workers,
         seconds=seconds,
-        error_lines=_error_count(done.stderr),
+        error_lines=errors,
     )
 
 

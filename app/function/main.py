@@ -22,6 +22,7 @@ Serve locally: ``functions-framework --source app/function/main.py --target pred
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -29,9 +30,9 @@ import os
 import re
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from functools import cache
+from http import HTTPStatus
 from typing import Any
 
 import flask
@@ -46,8 +47,18 @@ from app.core.errors import FraudMlopsError, InvalidInputError
 from app.core.scoring import Scorer
 
 log = logging.getLogger("fraud_mlops.function")
+
+try:  # what gunicorn's body reader raises for broken chunked framing
+    from gunicorn.http.errors import ParseException as _ServerParseError
+
+    _BODY_FRAMING_ERRORS: tuple[type[Exception], ...] = (_ServerParseError,)
+except ImportError:  # served by something else (werkzeug raises ClientDisconnected)
+    _BODY_FRAMING_ERRORS = ()
 if not logging.getLogger().handlers:
-    # One line per request on stdout: Cloud Logging collects it on GCP.
+    # Warnings and errors (a 5xx, a failed warm-up) and one line per worker when it is
+    # ready, on stderr: Cloud Logging collects them on GCP. A line per scored request is
+    # DEBUG (docs/serving.md, "Profile": at INFO it cost as much CPU as the scoring);
+    # Cloud Run's request log has every request's status, latency and trace already.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 MAX_BODY_BYTES = 4096
 # Far deeper than any request we accept ({"card_number": "..."} is depth 1) and far
@@ -75,6 +86,7 @@ _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 _SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 _DIGIT_RUN = re.compile(rf"[0-9]{{{MIN_LEN},}}")
 _FUNCTION_STATUS_HEADER = "X-Google-Status"  # functions-framework's "crash" marker
+JSON = "application/json"
 
 _scorer_lock = threading.Lock()
 
@@ -105,14 +117,23 @@ def may_hold_pan(text: str) -> bool:
     return False
 
 
+def _new_request_id() -> str:
+    # 32 random hex digits (the documented RequestId), without building a uuid.UUID.
+    return os.urandom(16).hex()
+
+
 def _request_id(request: flask.Request) -> str:
     # X-Cloud-Trace-Context is "TRACE_ID/SPAN_ID;o=1", TRACE_ID 32 hex digits. Anything
     # else is caller-controlled text that could hold a card number: it is neither logged
-    # nor echoed, and the request gets an id of its own.
-    trace = request.headers.get("X-Cloud-Trace-Context", "").split("/")[0].strip()
+    # nor echoed, and the request gets an id of its own. Read from the environ (what
+    # request.headers.get reads too) to skip the headers view on every request.
+    header = request.environ.get("HTTP_X_CLOUD_TRACE_CONTEXT")
+    if not header:
+        return _new_request_id()
+    trace = header.split("/")[0].strip()
     if _TRACE_ID.fullmatch(trace) and not may_hold_pan(trace):
         return trace.lower()
-    return uuid.uuid4().hex
+    return _new_request_id()
 
 
 def _error(code: int, message: str, request_id: str, **extra: Any) -> flask.Response:
@@ -120,8 +141,7 @@ def _error(code: int, message: str, request_id: str, **extra: Any) -> flask.Resp
         "error": {"code": code, "status": _STATUS[code], "message": message, **extra},
         "request_id": request_id,
     }
-    resp = flask.make_response(json.dumps(body), code)
-    resp.headers["Content-Type"] = "application/json"
+    resp = flask.Response(json.dumps(body).encode(), code, content_type=JSON)
     if code == 405:
         allowed = "GET, HEAD" if flask.has_request_context() and _is_health() else "POST"
         resp.headers["Allow"] = allowed
@@ -132,9 +152,9 @@ def _error(code: int, message: str, request_id: str, **extra: Any) -> flask.Resp
 
 
 def _json(payload: dict[str, Any], code: int = 200) -> flask.Response:
-    resp = flask.make_response(json.dumps(payload), code)
-    resp.headers["Content-Type"] = "application/json"
-    return resp
+    # The response class directly: what flask.make_response builds for a str, without
+    # its dispatch on the value's type and a second header write.
+    return flask.Response(json.dumps(payload).encode(), code, content_type=JSON)
 
 
 def _is_health() -> bool:
@@ -172,6 +192,19 @@ def _codings(value: str) -> list[str]:
 
 def _reject_framing(request: flask.Request, request_id: str) -> flask.Response | None:
     """The 405/415/413 answers that need only the method and the headers."""
+    environ = request.environ
+    if (
+        request.method == "POST"
+        and environ.get("CONTENT_TYPE") == JSON
+        and "HTTP_CONTENT_ENCODING" not in environ
+        and "HTTP_TRANSFER_ENCODING" not in environ
+    ):
+        # The usual request, decided on the raw environ: exactly "application/json" (no
+        # parameters, so no charset), no content or transfer coding. Anything else takes
+        # the full checks below.
+        if (get_content_length(environ) or 0) > MAX_BODY_BYTES:
+            return _error(413, f"body larger than {MAX_BODY_BYTES} bytes", request_id)
+        return None
     if request.method != "POST":
         return _error(405, "use POST with a JSON body", request_id)
     encodings = [
@@ -186,7 +219,7 @@ def _reject_framing(request: flask.Request, request_id: str) -> flask.Response |
     transfer = [c for c in _codings(request.headers.get("Transfer-Encoding", "")) if c != "chunked"]
     if transfer:
         return _error(415, "Transfer-Encoding other than chunked is not supported", request_id)
-    if request.mimetype != "application/json":
+    if request.mimetype != JSON:
         return _error(415, "Content-Type must be application/json", request_id)
     charset = request.mimetype_params.get("charset")
     if charset is not None and charset.strip().lower() not in ("utf-8", "utf8"):
@@ -196,17 +229,25 @@ def _reject_framing(request: flask.Request, request_id: str) -> flask.Response |
     return None
 
 
-def _read_body(request: flask.Request) -> bytes:
-    # Chunked bodies carry no Content-Length: read at most one byte past the limit, in as
-    # many reads as the server needs to hand it over.
+def _read_body(request: flask.Request) -> bytes | None:
+    """The body, at most one byte past the limit; None when its framing is broken.
+
+    Chunked bodies carry no Content-Length: read in as many reads as the server needs
+    to hand it over. A malformed chunk (a size that is no hex number, a missing CRLF)
+    is found only while reading, by the server's parser, after the app was called.
+    """
+    stream = request.stream
     parts: list[bytes] = []
     size = 0
-    while size <= MAX_BODY_BYTES:
-        part = request.stream.read(MAX_BODY_BYTES + 1 - size)
-        if not part:
-            break
-        parts.append(part)
-        size += len(part)
+    try:
+        while size <= MAX_BODY_BYTES:
+            part = stream.read(MAX_BODY_BYTES + 1 - size)
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+    except _BODY_FRAMING_ERRORS:
+        return None
     return b"".join(parts)
 
 
@@ -215,7 +256,8 @@ def _parse_body(raw: bytes, request_id: str) -> dict[str, Any] | flask.Response:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return _error(400, "body is not valid UTF-8", request_id, field="body")
-    if nesting_depth(text) > MAX_NESTING:
+    # The depth is at most the number of opening brackets: count them (in C) first.
+    if (text.count("{") + text.count("[")) > MAX_NESTING and nesting_depth(text) > MAX_NESTING:
         return _error(400, f"body nests deeper than {MAX_NESTING} levels", request_id, field="body")
     try:
         body = json.loads(text)
@@ -225,6 +267,8 @@ def _parse_body(raw: bytes, request_id: str) -> dict[str, Any] | flask.Response:
         return _error(400, "body must be a JSON object", request_id, field="body")
     if "card_number" not in body:
         return _error(400, "card_number is required", request_id, field="card_number")
+    if len(body) == 1:  # card_number alone
+        return body
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         # A field's name is the caller's text too: named only when it cannot be a card number.
@@ -260,6 +304,8 @@ def predict(request: flask.Request) -> flask.Response:
     if rejected is not None:
         return rejected
     raw = _read_body(request)
+    if raw is None:
+        return _error(400, "malformed chunked body", request_id, field="body")
     if len(raw) > MAX_BODY_BYTES:
         return _error(413, f"body larger than {MAX_BODY_BYTES} bytes", request_id)
     body = _parse_body(raw, request_id)
@@ -283,7 +329,8 @@ def predict(request: flask.Request) -> flask.Response:
         log.exception("request %s: unexpected error", request_id)
         return _error(500, "internal error", request_id)
 
-    log.info(
+    # DEBUG: suppressed, the call is a cached level check and no formatting runs.
+    log.debug(
         "scored card=%s p=%.4f model=%s latency_ms=%.1f request=%s",
         score.card,
         score.fraud_probability,
@@ -313,6 +360,13 @@ def _warm_in_background() -> None:
             _warm()
         except Exception as exc:  # not fatal: /healthz says 503 and retries the warm-up
             log.warning("warm-up after fork failed: %s: %s", type(exc).__name__, exc)
+        else:
+            # What is loaded now (imports, the model, the store) lives as long as the
+            # worker: out of the collector's reach, a full collection does not walk it,
+            # which is a pause of milliseconds inside whichever request triggers one.
+            gc.collect()
+            gc.freeze()
+            log.info("worker %d ready: card key, online store and model open", os.getpid())
 
     threading.Thread(target=run, name="fraud-mlops-warm", daemon=True).start()
 
@@ -348,7 +402,7 @@ def _http_error(exc: HTTPException) -> flask.Response:
 
 
 def _current_request_id() -> str:
-    return _request_id(flask.request) if flask.has_request_context() else uuid.uuid4().hex
+    return _request_id(flask.request) if flask.has_request_context() else _new_request_id()
 
 
 def _unexpected(exc: BaseException) -> flask.Response:
@@ -361,6 +415,46 @@ def _unexpected(exc: BaseException) -> flask.Response:
     return resp
 
 
+def _gunicorn_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's answer to a request it could not parse (a bad request line, method,
+    header or chunk size), in our JSON shape instead of its HTML page.
+
+    gunicorn's page quotes the offending request text (``mesg``): a card number sent as
+    a method or in a malformed header would come back in the response. Only the status
+    is kept, folded into the documented set; nothing of the request is echoed.
+    """
+    # 400 unless it is a 500 (gunicorn's own misconfiguration): its 414, 431, 403 and 501
+    # all say the message was not one we serve.
+    code = 500 if status_int >= 500 and status_int != 501 else 400
+    body = json.dumps(
+        {
+            "error": {"code": code, "status": _STATUS[code], "message": "malformed HTTP request"},
+            "request_id": _new_request_id(),
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 {code} {HTTPStatus(code).phrase}\r\nConnection: close\r\n"
+        f"Content-Type: {JSON}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    import gunicorn.util
+
+    gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+def _answer_unparsable_requests_in_json() -> None:
+    # gunicorn's workers look write_error up on its module each time they need it, so
+    # replacing it here, where the app is imported (before gunicorn forks its workers,
+    # under functions-framework on Cloud Run as locally), covers every worker.
+    try:
+        import gunicorn.util
+    except ImportError:  # served by something else: nothing to replace
+        return
+    gunicorn.util.write_error = _gunicorn_error
+
+
+_answer_unparsable_requests_in_json()
+
+
 class _BoundedInput(io.RawIOBase):
     """``wsgi.input`` that ends after ``limit`` bytes, whatever the client sends."""
 
@@ -370,6 +464,18 @@ class _BoundedInput(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        # The bytes straight from the server's stream, without RawIOBase.read's buffer
+        # and copy (readinto); size < 0 reads to the end, through readall.
+        if size is None or size < 0:
+            return self.readall()
+        size = min(size, self._left)
+        if size <= 0:
+            return b""
+        data: bytes = self._stream.read(size)
+        self._left -= len(data)
+        return data
 
     def readinto(self, buffer: Any) -> int:
         size = min(len(buffer), self._left)

@@ -137,3 +137,15 @@ def test_run_hey_constant_function_tiny_open_loop_step_parses(tmp_path: Path) ->
     assert step.errors == 0 and step.statuses == {"200": step.requests}
     assert step.requests >= 20
     assert step.concurrency == 4 and step.target_rps == 40
+
+
+def test_shift_offsets_moves_each_row_and_drops_the_header() -> None:
+    text = (
+        f"{http_load.CSV_HEADER}\n0.0010,0,0,0,0.001,0,200,0.5000\n0.0020,0,0,0,0.002,0,503,1.25\n"
+    )
+    shifted = http_load._shift_offsets(text, 0.025).splitlines()
+    assert shifted == ["0.0010,0,0,0,0.001,0,200,0.525000", "0.0020,0,0,0,0.002,0,503,1.275000"]
+    merged = http_load.parse_hey_csv(
+        "\n".join([http_load.CSV_HEADER, *shifted]), target_rps=2, concurrency=1, seconds=1.0
+    )
+    assert merged.requests == 2 and merged.errors == 1 and merged.seconds == 0.75

@@ -11,10 +11,10 @@ server from docs/openapi/function.yaml. Whatever is sent:
 * no full card number (a 13-19 digit Luhn-valid run of the request) comes back, in a
   header or the body, or reaches the server's log.
 
-Requests are well-formed HTTP/1.1 messages: a message gunicorn cannot parse (a bad
-request line or header, a malformed chunk, an unknown transfer coding) is answered by
-gunicorn itself with its own small HTML page, before the function runs; on GCP the
-Google front end rejects those first. docs/openapi/function.yaml says so.
+Most requests are well-formed HTTP/1.1 messages; the ones gunicorn cannot parse (a bad
+request line or header, a malformed chunk, an unknown transfer coding) each carry a
+card number where it would be echoed, and must get a JSON 400 that quotes nothing of
+them (``app.function.main`` replaces gunicorn's HTML error page).
 
 ``HYPOTHESIS_PROFILE=fraud-mlops-soak`` raises the budget past 10,000 requests; with
 ``FRAUD_MLOPS_HTTP_STATS=<file>`` the counts are written there at the end.
@@ -43,6 +43,7 @@ from tests.function.http_support import (
     RawResponse,
     chunked,
     documented_statuses,
+    error_schema_validator,
     leaked,
     operation_for,
     send_raw,
@@ -444,6 +445,64 @@ def test_hostile_http_schemathesis_cases_conform_to_the_document(
         excluded_checks=[schemathesis.checks.positive_data_acceptance],
         additional_checks=[no_card_number_echoed],
     )
+
+
+# Messages gunicorn cannot parse, each with a card number where it would be echoed. (A
+# card number alone is a valid method token: that one reaches the function, 405.)
+malformed_messages = st.one_of(
+    # A method gunicorn refuses: lower case, or with a control character.
+    pans.map(lambda p: f"get{p} / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    pans.map(lambda p: f"GET{chr(1)}{p} / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    # A request line with too few parts, or an unknown version.
+    pans.map(lambda p: f"POST {p}\r\nHost: x\r\n\r\n"),
+    pans.map(lambda p: f"POST / HTTP/{p[:1]}.{p[1:3]}\r\nHost: x\r\n\r\n"),
+    # A header line with no colon, a header name with a space or a control character.
+    pans.map(lambda p: f"POST / HTTP/1.1\r\nHost: x\r\n{p}\r\n\r\n"),
+    pans.map(lambda p: f"POST / HTTP/1.1\r\nHost: x\r\nCard {p}: 1\r\n\r\n"),
+    pans.map(lambda p: f"POST / HTTP/1.1\r\nHost: x\r\nX{chr(2)}{p}: 1\r\n\r\n"),
+    # A chunk size that is no hex number (digits alone are one); an unknown transfer coding.
+    pans.map(
+        lambda p: (
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\ng{p}\r\n{{}}\r\n0\r\n\r\n"
+        )
+    ),
+    pans.map(
+        lambda p: (
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Transfer-Encoding: x{p}, chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"
+        )
+    ),
+)
+
+
+def test_hostile_http_unparsable_message_is_json_400_without_pan(
+    function_server: RunningFunction,
+) -> None:
+    validator = error_schema_validator()
+
+    @settings(hostile_settings(), max_examples=max(50, hostile_settings().max_examples // 10))
+    @given(message=malformed_messages)
+    def run(message: str) -> None:
+        wire = message.encode("latin-1")
+        resp = send_raw(function_server.host, function_server.port, wire)
+        stats = function_server.stats
+        stats.count(resp.status)
+        function_server.remember(wire)
+        echoed = leaked([wire], resp.raw_headers + resp.body)
+        stats.pans_in_responses += bool(echoed)
+        try:
+            payload = json.loads(resp.body)
+        except ValueError:
+            stats.non_json += 1
+            raise AssertionError(f"not JSON: {resp.body[:200]!r} for {wire[:120]!r}") from None
+        assert not echoed, f"card number {sorted(echoed)} echoed"
+        assert resp.status == 400, (resp.status, resp.body[:200], wire[:120])
+        assert resp.headers.get("Content-Type") == "application/json"
+        validator.validate(payload)
+        assert payload["error"]["status"] == "INVALID_ARGUMENT"
+
+    run()
 
 
 def test_hostile_http_server_log_holds_no_sent_pan(function_server: RunningFunction) -> None:

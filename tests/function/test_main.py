@@ -201,3 +201,42 @@ def test_predict_during_a_canary_each_card_is_scored_by_the_version_its_id_route
         == {n: "v0002" if traffic_bucket(cards.card_id(n, key)) < 30 else "v0001" for n in numbers}
     )
     assert set(served.values()) == {"v0001", "v0002"}
+
+
+def test_predict_scored_request_logs_at_debug_only_and_masked(
+    cfg: RuntimeConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    model_dirs: tuple[Path, Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A line per scored request is DEBUG (it cost as much as the scoring at INFO); when
+    # it is on, it names the card masked, never in full.
+    _sync_one_card(cfg, GOOD)
+    services = Backends(cfg)
+    version = services.registry.register(
+        artifact_path=model_dirs[0],
+        snapshot_id="snap_0001_x",
+        run_name="run-0",
+        threshold=0.5,
+        metrics={},
+        params={},
+    )
+    services.endpoint.deploy(version, expected_champion=None)
+    monkeypatch.setenv(CONFIG_ENV, cfg.to_json())
+    app = functions_framework.create_app(target="predict", source=str(FUNCTION_SOURCE))
+    import main as function_main
+
+    function_main._scorer.cache_clear()
+    try:
+        client = app.test_client()
+        caplog.set_level(logging.INFO, logger="fraud_mlops.function")
+        assert client.post("/", json={"card_number": GOOD}).status_code == 200
+        assert not [r for r in caplog.records if r.name == "fraud_mlops.function"]
+        caplog.set_level(logging.DEBUG, logger="fraud_mlops.function")
+        assert client.post("/", json={"card_number": GOOD}).status_code == 200
+    finally:
+        function_main._scorer.cache_clear()
+    scored = [r.getMessage() for r in caplog.records if r.name == "fraud_mlops.function"]
+    assert len(scored) == 1
+    assert "card=400000******7899" in scored[0]
+    assert GOOD not in caplog.text

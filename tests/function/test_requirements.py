@@ -40,6 +40,7 @@ OPTIONAL = {
     "opentelemetry-instrumentation": "grpc's tracing hooks, loaded only when present",
     "wrapt": "opentelemetry-instrumentation's",
     "chardet": "requests detects encodings with it only when present",
+    "setproctitle": "gunicorn names its processes with it only when present",
 }
 
 
