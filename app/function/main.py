@@ -54,12 +54,18 @@ try:  # what gunicorn's body reader raises for broken chunked framing
     _BODY_FRAMING_ERRORS: tuple[type[Exception], ...] = (_ServerParseError,)
 except ImportError:  # served by something else (werkzeug raises ClientDisconnected)
     _BODY_FRAMING_ERRORS = ()
+# DEBUG adds a line per scored request (card masked): for debugging, not for load.
+LOG_LEVEL_ENV = "FRAUD_MLOPS_LOG_LEVEL"
 if not logging.getLogger().handlers:
     # Warnings and errors (a 5xx, a failed warm-up) and one line per worker when it is
     # ready, on stderr: Cloud Logging collects them on GCP. A line per scored request is
     # DEBUG (docs/serving.md, "Profile": at INFO it cost as much CPU as the scoring);
     # Cloud Run's request log has every request's status, latency and trace already.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
+    logging.basicConfig(
+        level=_level if _level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO",
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
 MAX_BODY_BYTES = 4096
 # Far deeper than any request we accept ({"card_number": "..."} is depth 1) and far
 # shallower than the json module's recursion limit, which a 4 KB body can otherwise reach.

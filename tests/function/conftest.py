@@ -9,12 +9,14 @@ hypothesis settings are untouched.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -138,7 +140,13 @@ def function_server(
         if "ready_timeout" in inspect.signature(FunctionServer).parameters
         else {}
     )
-    with FunctionServer(served_home.cfg, log_path=log_path, **patience) as url:
+    server = FunctionServer(served_home.cfg, log_path=log_path, **patience)
+    # At DEBUG the server logs a line per scored request too: the log the PAN check
+    # reads then holds everything the function can write about a request. (Only for
+    # the server's start, which copies the environment: not for the rest of the session.)
+    with contextlib.ExitStack() as stack:
+        with mock.patch.dict(os.environ, {"FRAUD_MLOPS_LOG_LEVEL": "DEBUG"}):
+            url = stack.enter_context(server)
         health = requests.get(url.rstrip("/") + "/healthz", timeout=30)
         assert health.status_code == 200, f"function not ready: {health.text}"
         running = RunningFunction(url.rstrip("/"), log_path, served_home.known_cards)
