@@ -34,6 +34,7 @@ TRAINER_FILES_BUT_GCP_BACKENDS = [
     "app/core/__init__.py",
     "app/core/config.py",
     "app/core/errors.py",
+    "app/core/lifetime.py",
     "app/core/model/__init__.py",
     "app/core/model/artifact.py",
     "app/core/model/evaluate.py",
