@@ -87,3 +87,32 @@ def assign_card_number(row_text: str, pool_size: int, bin_prefix: str = "400000"
     """
     digest = hashlib.sha256(row_text.encode("utf-8")).digest()
     return make_card_number(int.from_bytes(digest[:8], "big") % pool_size, bin_prefix)
+
+
+_DIGIT_RUN = re.compile(rf"[0-9]{{{MIN_LEN},}}")
+
+
+def _run_may_hold_pan(run: str) -> bool:
+    for size in range(MIN_LEN, min(MAX_LEN, len(run)) + 1):
+        if any(luhn_valid(run[i : i + size]) for i in range(len(run) - size + 1)):
+            return True
+    return False
+
+
+def may_hold_pan(text: str) -> bool:
+    """Whether ``text`` holds a run of digits that could be a full card number.
+
+    Any 12-19 digit window that passes Luhn counts, even inside a longer run: such text is
+    never echoed or logged.
+    """
+    return any(_run_may_hold_pan(run) for run in _DIGIT_RUN.findall(text))
+
+
+def redact_pans(text: str) -> str:
+    """``text`` with every digit run that :func:`may_hold_pan` would flag withheld.
+
+    For error text from outside the project (a library's message may quote a cell).
+    """
+    return _DIGIT_RUN.sub(
+        lambda m: "[digits withheld]" if _run_may_hold_pan(m.group(0)) else m.group(0), text
+    )

@@ -82,12 +82,14 @@ def _call(step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def _record_failure(exc: Exception) -> None:
     """Leave the task's error where the run's failure callback reads it (the callback's
     context has no exception). Best effort: it never hides the error itself."""
+    from app.core.cards import redact_pans
     from app.core.errors import FraudMlopsError
 
     data = (
         exc.to_dict()
         if isinstance(exc, FraudMlopsError)
-        else {"error_class": type(exc).__name__, "message": str(exc), "location": None}
+        # A library's message may quote the data: no card number rides on a dead letter.
+        else {"error_class": type(exc).__name__, "message": redact_pans(str(exc)), "location": None}
     )
     try:
         ti = get_current_context()["ti"]
@@ -153,13 +155,23 @@ def dead_letter_failed_run(context: Mapping[str, Any]) -> None:
     Only for runs from an asset event (no conf): a run with a conf was started by the
     local trigger, which settles its own claims, or by hand, with nothing to dead-letter.
     """
+    import logging
+
     dag_run = context.get("dag_run")
-    if dag_run is None or dict(getattr(dag_run, "conf", None) or {}):
+    if dag_run is None:
+        # Airflow can call back without the run (its failed task gone from the DAG): the
+        # event was acked when pulled, so say loudly which run could not be dead-lettered.
+        logging.getLogger(__name__).error(
+            "DAG run %s failed, but its failure callback got no run: its landing event, if "
+            "any, is not dead-lettered",
+            context.get("run_id"),
+        )
+        return
+    if dict(getattr(dag_run, "conf", None) or {}):
         return
     asset_events = context.get("triggering_asset_events") or {}
     if not asset_events:
         return
-    import logging
 
     from app.backends import Backends
     from app.core import flow

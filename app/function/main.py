@@ -41,7 +41,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import get_content_length
 
 from app.backends import Backends
-from app.core.cards import MAX_LEN, MIN_LEN, luhn_valid
+from app.core.cards import may_hold_pan
 from app.core.config import load_config
 from app.core.errors import FraudMlopsError, InvalidInputError
 from app.core.scoring import Scorer
@@ -49,9 +49,11 @@ from app.core.scoring import Scorer
 log = logging.getLogger("fraud_mlops.function")
 
 try:  # what gunicorn's body reader raises for broken chunked framing
+    from gunicorn.http.errors import NoMoreData as _BodyCutShort
     from gunicorn.http.errors import ParseException as _ServerParseError
 
-    _BODY_FRAMING_ERRORS: tuple[type[Exception], ...] = (_ServerParseError,)
+    # NoMoreData: the client closed inside a chunked body; its fault, not ours.
+    _BODY_FRAMING_ERRORS: tuple[type[Exception], ...] = (_ServerParseError, _BodyCutShort)
 except ImportError:  # served by something else (werkzeug raises ClientDisconnected)
     _BODY_FRAMING_ERRORS = ()
 # DEBUG adds a line per scored request (card masked): for debugging, not for load.
@@ -90,7 +92,6 @@ _STATUS = {
 _FOLD = {411: 400, 414: 400, 416: 400, 417: 400, 422: 400, 428: 400, 431: 400, 501: 405}
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 _SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
-_DIGIT_RUN = re.compile(rf"[0-9]{{{MIN_LEN},}}")
 _FUNCTION_STATUS_HEADER = "X-Google-Status"  # functions-framework's "crash" marker
 JSON = "application/json"
 
@@ -108,19 +109,6 @@ def _shared_scorer() -> Scorer:
     # another: the lock makes them all share the one Scorer instead of racing to build two.
     with _scorer_lock:
         return _scorer()
-
-
-def may_hold_pan(text: str) -> bool:
-    """Whether ``text`` holds a run of digits that could be a full card number.
-
-    Any 12-19 digit window that passes Luhn counts, even inside a longer run: such text is
-    never echoed or logged.
-    """
-    for run in _DIGIT_RUN.findall(text):
-        for size in range(MIN_LEN, min(MAX_LEN, len(run)) + 1):
-            if any(luhn_valid(run[i : i + size]) for i in range(len(run) - size + 1)):
-                return True
-    return False
 
 
 def _new_request_id() -> str:
@@ -447,6 +435,25 @@ def _gunicorn_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
     gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
+class _NoCardNumbers(logging.Filter):
+    """Drops the text of a record that may hold a card number, keeping that it happened.
+
+    For gunicorn's own log: it writes the request text it could not parse (at WARNING,
+    which functions-framework's default level ``error`` hides, but an operator may lower
+    it) and that text may hold a card number.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot format is kept as it is
+            return True
+        if may_hold_pan(text):
+            record.msg = f"{record.name}: text withheld, it may hold a card number"
+            record.args = ()
+        return True
+
+
 def _answer_unparsable_requests_in_json() -> None:
     # gunicorn's workers look write_error up on its module each time they need it, so
     # replacing it here, where the app is imported (before gunicorn forks its workers,
@@ -456,6 +463,7 @@ def _answer_unparsable_requests_in_json() -> None:
     except ImportError:  # served by something else: nothing to replace
         return
     gunicorn.util.write_error = _gunicorn_error
+    logging.getLogger("gunicorn.error").addFilter(_NoCardNumbers())
 
 
 _answer_unparsable_requests_in_json()

@@ -64,3 +64,14 @@ def test_assign_card_number_same_row_same_card() -> None:
     assert cards.luhn_valid(first)
     spread = {cards.assign_card_number(f"row{i}", 50) for i in range(2000)}
     assert 45 <= len(spread) <= 50
+
+
+def test_redact_pans_withholds_luhn_runs_keeps_other_digits() -> None:
+    from app.core.cards import may_hold_pan, redact_pans
+
+    text = "cannot cast '4242424242424242' at row 123456789012 (id 40000012345678991)"
+    out = redact_pans(text)
+    assert "4242424242424242" not in out and not may_hold_pan(out)
+    # 123456789012 holds no Luhn-valid window; the 17 digits hold 4000001234567899.
+    assert out == "cannot cast '[digits withheld]' at row 123456789012 (id [digits withheld])"
+    assert redact_pans("no digits here, 2026-12-02") == "no digits here, 2026-12-02"

@@ -349,9 +349,20 @@ def test_dead_letter_failed_run_without_an_asset_event_is_a_no_op(publisher: obj
     module = _load()
 
     module.dead_letter_failed_run(_context(ti=_TaskInstance("load_raw"), events={}))
-    module.dead_letter_failed_run({"dag": None, "run_id": "r", "reason": "task_failure"})
 
     assert publisher.calls == []  # type: ignore[attr-defined]
+
+
+def test_dead_letter_failed_run_called_back_without_the_run_logs_an_error(
+    publisher: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Airflow's minimal context, when the failed task is gone: the acked event is lost,
+    # so the log must say which run.
+    with caplog.at_level("ERROR"):
+        _load().dead_letter_failed_run({"dag": None, "run_id": "r-7", "reason": "task_failure"})
+
+    assert publisher.calls == []  # type: ignore[attr-defined]
+    assert "DAG run r-7 failed" in caplog.text and "not dead-lettered" in caplog.text
 
 
 def test_dead_letter_failed_run_message_naming_no_object_is_logged_not_published(

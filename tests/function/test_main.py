@@ -240,3 +240,76 @@ def test_predict_scored_request_logs_at_debug_only_and_masked(
     assert len(scored) == 1
     assert "card=400000******7899" in scored[0]
     assert GOOD not in caplog.text
+
+
+def test_gunicorn_log_record_with_card_number_is_withheld() -> None:
+    import logging
+
+    from app.function.main import _NoCardNumbers
+
+    # As gunicorn's handle_error logs a request line it could not parse.
+    record = logging.LogRecord(
+        "gunicorn.error",
+        logging.WARNING,
+        __file__,
+        1,
+        "Invalid request from ip=%s: %s",
+        ("127.0.0.1", "Invalid Method 'get4242424242424242'"),
+        None,
+    )
+    assert _NoCardNumbers().filter(record)
+    assert "4242424242424242" not in record.getMessage()
+    assert record.getMessage() == "gunicorn.error: text withheld, it may hold a card number"
+    harmless = logging.LogRecord(
+        "gunicorn.error",
+        logging.WARNING,
+        __file__,
+        1,
+        "Invalid request from ip=%s: %s",
+        ("127.0.0.1", "Invalid HTTP Version 'HTTP/9.9'"),
+        None,
+    )
+    assert _NoCardNumbers().filter(harmless)
+    assert harmless.getMessage().endswith("'HTTP/9.9'")
+
+
+def test_gunicorn_error_writer_answers_json_400_quoting_nothing() -> None:
+    import socket
+
+    import gunicorn.util
+
+    from app.function.main import _gunicorn_error
+
+    # Installed when main imports (functions-framework may load it again as its own module).
+    assert gunicorn.util.write_error.__qualname__ == _gunicorn_error.__qualname__
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        _gunicorn_error(ours, 431, "Request Header Fields Too Large", "X-Card: 4242424242424242")
+        ours.shutdown(socket.SHUT_WR)
+        answer = theirs.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body)["error"] == {
+        "code": 400,
+        "status": "INVALID_ARGUMENT",
+        "message": "malformed HTTP request",
+    }
+    assert b"4242" not in answer
+
+
+def test_read_body_chunked_body_cut_short_is_a_framing_error() -> None:
+    from gunicorn.http.errors import InvalidChunkSize, NoMoreData
+
+    from app.function.main import _read_body
+
+    class Stream:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        def read(self, size: int) -> bytes:
+            raise self.error
+
+    for error in (NoMoreData(b""), InvalidChunkSize(b"zz")):
+        request = type("Request", (), {"stream": Stream(error)})()
+        assert _read_body(request) is None  # type: ignore[arg-type]

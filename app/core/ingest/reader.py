@@ -387,19 +387,23 @@ def _parse_blocks(blocks: Iterable[_Block], spec: _Spec) -> list[_Part]:
         return [_parse_block(block, spec) for block in blocks]
     parts: list[_Part] = []
     pending: deque[Future[_Part]] = deque()
+    reading = iter(blocks)
     with ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="csv-block") as pool:
         try:
-            try:
-                for block in blocks:
-                    pending.append(pool.submit(_parse_block, block, spec))
-                    while len(pending) > PARSE_THREADS:  # bounded: read one block ahead
-                        parts.append(pending.popleft().result())
-            except InvalidInputError:
-                # Reading found a problem (an over-long line) after the blocks in flight:
-                # any problem of theirs comes first in the file, so it wins.
-                while pending:
-                    pending.popleft().result()
-                raise
+            while True:
+                try:
+                    block = next(reading)
+                except StopIteration:
+                    break
+                except InvalidInputError:
+                    # Reading found a problem (an over-long line) after the blocks in
+                    # flight: any problem of theirs comes first in the file, so it wins.
+                    while pending:
+                        pending.popleft().result()
+                    raise
+                pending.append(pool.submit(_parse_block, block, spec))
+                while len(pending) > PARSE_THREADS:  # bounded: read one block ahead
+                    parts.append(pending.popleft().result())  # in file order: first wins
             while pending:
                 parts.append(pending.popleft().result())
         finally:

@@ -216,3 +216,16 @@ def test_read_transactions_bad_row_before_an_overlong_line_is_the_error(
     with pytest.raises(InvalidInputError, match="not 0 or 1") as info:
         read_transactions(_write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n"))
     assert info.value.location == "f.csv:3:31"
+
+
+def test_read_transactions_every_row_bad_names_the_first_line_with_blocks_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every block fails at once: the error must still be the file's first, not whichever
+    # block in flight is looked at after the first failure.
+    monkeypatch.setattr("app.core.ingest.reader.PARSE_THREADS", 2)
+    monkeypatch.setattr("app.core.ingest.reader.BLOCK_BYTES", 400)
+    rows = [_row(amount="1,5") for _ in range(40)]  # a decimal comma: one field too many
+    with pytest.raises(InvalidInputError) as info:
+        read_transactions(_write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n"))
+    assert info.value.location == "f.csv:2"
