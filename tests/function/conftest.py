@@ -58,6 +58,20 @@ def schemathesis_examples() -> int:
     return _BUDGETS[profile_name()][1]
 
 
+def deploy_first_model(services: Backends, model_dir: Path) -> str:
+    """``model_dir`` registered for snapshot ``snap_0001_x`` and deployed over nothing."""
+    version = services.registry.register(
+        artifact_path=model_dir,
+        snapshot_id="snap_0001_x",
+        run_name="run-0",
+        threshold=0.5,
+        metrics={},
+        params={},
+    )
+    services.endpoint.deploy(version, expected_champion=None)
+    return version
+
+
 @dataclass(frozen=True)
 class ServedHome:
     cfg: RuntimeConfig
@@ -112,15 +126,7 @@ def served_home(
         for i, n in enumerate(numbers)
     ]
     services.online_store.sync(pd.DataFrame(rows), snapshot_id="snap_0001_x")
-    version = services.registry.register(
-        artifact_path=model_dirs[0],
-        snapshot_id="snap_0001_x",
-        run_name="run-0",
-        threshold=0.5,
-        metrics={},
-        params={},
-    )
-    services.endpoint.deploy(version, expected_champion=None)
+    deploy_first_model(services, model_dirs[0])
     return ServedHome(cfg, numbers)
 
 

@@ -18,6 +18,7 @@ from app.core.config import CONFIG_ENV, LocalEndpointConfig, RuntimeConfig
 from app.core.records import traffic_bucket
 from app.core.schema import MODEL_FEATURES
 from app.local.server import FUNCTION_SOURCE
+from tests.function.conftest import deploy_first_model
 
 GOOD = "4000001234567899"
 
@@ -212,16 +213,7 @@ def test_predict_scored_request_logs_at_debug_only_and_masked(
     # A line per scored request is DEBUG (it cost as much as the scoring at INFO); when
     # it is on, it names the card masked, never in full.
     _sync_one_card(cfg, GOOD)
-    services = Backends(cfg)
-    version = services.registry.register(
-        artifact_path=model_dirs[0],
-        snapshot_id="snap_0001_x",
-        run_name="run-0",
-        threshold=0.5,
-        metrics={},
-        params={},
-    )
-    services.endpoint.deploy(version, expected_champion=None)
+    deploy_first_model(Backends(cfg), model_dirs[0])
     monkeypatch.setenv(CONFIG_ENV, cfg.to_json())
     app = functions_framework.create_app(target="predict", source=str(FUNCTION_SOURCE))
     import main as function_main
